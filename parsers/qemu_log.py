@@ -1,0 +1,55 @@
+"""QEMU ``log``/``stderr`` backend text (every prefix QEMU has printed), streamed in blocks.
+
+Two engines implement the same rules (:mod:`parsers._log_common`): a compiled one (numba) for
+big inputs and a pure-pyarrow one for small inputs and platforms without numba.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from parsers._log_common import LogContext
+from parsers.base import Chunk, ParseOptions
+from tracetool.errors import UsageError
+from tracetool.inputs import Input, iter_line_blocks
+
+name = "qemu-log"
+description = "QEMU log/stderr backend text (no prefix, PID/TID@SEC.USEC:, ISO-8601)"
+
+#: Inputs smaller than this use the pyarrow engine under engine="auto" (no JIT start-up cost).
+SMALL_INPUT = 8 << 20
+
+
+def choose_engine(options: ParseOptions, size_hint: int | None):
+    """The block decoder for ``options.engine`` ("auto", "numba" or "arrow")."""
+    engine = options.engine
+    if engine == "auto":
+        from parsers import _numba_setup
+
+        big = size_hint is None or size_hint >= SMALL_INPUT
+        engine = "numba" if big and _numba_setup.available() else "arrow"
+    if engine == "numba":
+        from parsers import _numba_setup
+
+        if not _numba_setup.available():
+            raise UsageError(f"engine 'numba' is not available: {_numba_setup.UNAVAILABLE}")
+        from parsers._log_numba import decode_block_numba
+
+        return "numba", decode_block_numba
+    if engine == "arrow":
+        from parsers._log_arrow import decode_block_arrow
+
+        return "arrow", decode_block_arrow
+    raise UsageError(f"unknown engine {options.engine!r}; expected auto, numba or arrow")
+
+
+def parse(inp: Input, options: ParseOptions, ctx: LogContext | None = None) -> Iterator[Chunk]:
+    """Yield one :class:`Chunk` per block of whole lines of ``inp``."""
+    ctx = ctx or LogContext(options, inp.name)
+    size_hint = inp.size * (8 if inp.compression else 1) if inp.size is not None else None
+    _, decode = choose_engine(options, size_hint)
+    line = 1
+    for block, _offset in iter_line_blocks(inp, options.block_size):
+        chunk = decode(block, line, ctx)
+        line += chunk.lines
+        yield chunk

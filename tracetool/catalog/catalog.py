@@ -1,0 +1,91 @@
+"""The catalog of trace events: bundled definitions of QEMU 2.5-10.x plus the user's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from tracetool.catalog.grammar import EventDef, Version, parse_trace_events, read_trace_events
+
+
+class Catalog:
+    """Event definitions by name; each name may have several variants (one per QEMU era).
+
+    Variants are tried in order when decoding a record: the user's own definitions first
+    (``--trace-events``), then the bundled ones, newest first.
+    """
+
+    def __init__(self, defs: Iterable[EventDef] = ()) -> None:
+        self._variants: dict[str, list[EventDef]] = {}
+        self.order: list[str] = []  # names in file order (simpletrace v2/v3 ids)
+        for ev in defs:
+            self._add(ev)
+
+    def _add(self, ev: EventDef) -> None:
+        if ev.name not in self._variants:
+            self._variants[ev.name] = []
+        self._variants[ev.name].append(ev)
+        self.order.append(ev.name)
+
+    @classmethod
+    def bundled(cls) -> Catalog:
+        """The definitions shipped with tracetool (see ``tracetool/catalog/data``)."""
+        return _bundled()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Catalog:
+        return cls(read_trace_events(path))
+
+    def with_overrides(self, defs: Iterable[EventDef]) -> Catalog:
+        """A new catalog where ``defs`` replace this catalog's variants of the same names."""
+        defs = list(defs)
+        new = Catalog(defs)
+        overridden = {d.name for d in defs}
+        for name, variants in self._variants.items():
+            if name not in overridden:
+                for ev in variants:
+                    new._variants.setdefault(name, []).append(ev)
+        return new
+
+    def variants(self, name: str) -> list[EventDef]:
+        return self._variants.get(name, [])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._variants
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._variants)
+
+    def __len__(self) -> int:
+        return len(self._variants)
+
+    def names(self) -> list[str]:
+        return sorted(self._variants)
+
+    def plan_errors(self) -> list[str]:
+        return [ev.plan_error for vs in self._variants.values() for ev in vs if ev.plan_error]
+
+
+def _version_key(ev: EventDef) -> tuple[int, int]:
+    lo, hi = ev.versions
+    edge: Version | None = hi or lo
+    return (99, 99) if hi is None else (edge or (0, 0))
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> Catalog:
+    defs: list[EventDef] = []
+    data = resources.files("tracetool.catalog") / "data"
+    for entry in sorted(data.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".trace-events"):
+            defs.extend(
+                parse_trace_events(entry.read_text(encoding="utf-8"), f"bundled:{entry.name}")
+            )
+    # Newest variant first for each name (stable for equal ranges).
+    by_name: dict[str, list[EventDef]] = {}
+    for ev in defs:
+        by_name.setdefault(ev.name, []).append(ev)
+    ordered = [ev for evs in by_name.values() for ev in sorted(evs, key=_version_key, reverse=True)]
+    return Catalog(ordered)

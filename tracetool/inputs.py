@@ -1,0 +1,132 @@
+"""Open trace inputs (plain, .gz, .xz, .bz2, .zst, or standard input) and read them in blocks."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from tracetool.errors import InputError
+
+MAGICS = {
+    b"\x1f\x8b": "gzip",
+    b"\xfd7zXZ\x00": "xz",
+    b"BZh": "bz2",
+    b"\x28\xb5\x2f\xfd": "zstd",
+}
+MAX_LINE = 64 << 20  # a "line" longer than this is not a QEMU trace line
+_DECODE_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
+
+
+@dataclass
+class Input:
+    """An opened input: a binary stream of decompressed bytes plus what we know about it."""
+
+    name: str  # what to call it in messages ("-" is "<stdin>")
+    stream: BinaryIO
+    compression: str | None
+    raw: BinaryIO  # the underlying file, for progress (compressed bytes read)
+    size: int | None  # size of the underlying file, if known
+
+    def raw_position(self) -> int:
+        try:
+            return self.raw.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        for f in (self.stream, self.raw):
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - closing must never hide the real error
+                pass
+
+
+def sniff_compression(head: bytes) -> str | None:
+    for magic, name in MAGICS.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def open_input(path: str | os.PathLike) -> Input:
+    """Open ``path`` (``-`` for standard input), decompressing by magic bytes."""
+    name = str(path)
+    try:
+        if name == "-":
+            raw: BinaryIO = io.BufferedReader(sys.stdin.buffer.raw, 1 << 20)  # type: ignore[arg-type]
+            size = None
+            display = "<stdin>"
+        else:
+            raw = open(name, "rb", buffering=1 << 20)  # noqa: SIM115
+            size = os.fstat(raw.fileno()).st_size
+            display = name
+    except FileNotFoundError:
+        raise InputError("no such file", path=name) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a trace file", path=name) from None
+    except PermissionError:
+        raise InputError("permission denied", path=name) from None
+    except OSError as exc:
+        raise InputError(f"cannot open: {exc.strerror}", path=name) from None
+    head = raw.peek(8)[:8] if hasattr(raw, "peek") else b""
+    kind = sniff_compression(head)
+    stream: BinaryIO
+    if kind == "gzip":
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+    elif kind == "xz":
+        stream = lzma.LZMAFile(raw)  # type: ignore[assignment]
+    elif kind == "bz2":
+        stream = bz2.BZ2File(raw)  # type: ignore[assignment]
+    elif kind == "zstd":
+        import zstandard
+
+        stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[assignment]
+    else:
+        stream = raw
+    return Input(display, stream, kind, raw, size)
+
+
+def read_some(inp: Input, n: int, offset: int) -> bytes:
+    """Read up to ``n`` decompressed bytes, turning decoder failures into :class:`InputError`."""
+    try:
+        return inp.stream.read(n)
+    except _DECODE_ERRORS as exc:
+        what = f"corrupt {inp.compression} data" if inp.compression else "read error"
+        raise InputError(f"{what} near decompressed byte {offset}: {exc}", path=inp.name) from None
+
+
+def iter_line_blocks(inp: Input, block_size: int) -> Iterator[tuple[bytes, int]]:
+    """Yield ``(block, byte_offset)``: blocks of whole lines of about ``block_size`` bytes.
+
+    The last block may end without a newline (an unterminated last line).
+    """
+    carry = b""
+    offset = 0  # decompressed offset of the start of the next yielded block
+    while True:
+        data = read_some(inp, block_size, offset + len(carry))
+        if not data:
+            if carry:
+                yield carry, offset
+            return
+        buf = carry + data if carry else data
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            if len(buf) > MAX_LINE:
+                raise InputError(
+                    f"no newline in {len(buf)} bytes from byte {offset}: not a text trace",
+                    path=inp.name,
+                    offset=offset,
+                )
+            carry = buf
+            continue
+        yield buf[:cut], offset
+        offset += cut
+        carry = buf[cut:]
