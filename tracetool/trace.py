@@ -45,24 +45,30 @@ class Trace:
         self._typed = typed
         self._tables: dict[str, pa.Table] = {}
         self._counts: dict[str, int] | None = None
+        #: (event name, catalog variant index) of every definition variant that decoded a record
+        self.variants_seen: set[tuple[str, int]] = set()
 
     # -- construction -------------------------------------------------------------------
     @classmethod
     def from_chunks(cls, chunks, stats: IngestStats, catalog: Catalog) -> Trace:
         ev, oth, rej = [], [], []
         typed: dict[str, list[pa.RecordBatch]] = defaultdict(list)
+        variants_seen: set[tuple[str, int]] = set()
         for chunk in chunks:
             chunk: Chunk
             ev.append(chunk.events)
             oth.append(chunk.other)
             rej.append(chunk.rejected)
-            for (name, _variant), batch in chunk.typed.items():
+            for (name, variant), batch in chunk.typed.items():
                 typed[name].append(batch)
+                variants_seen.add((name, variant))
         events = pa.Table.from_batches(ev or [empty_batch(EVENTS_SCHEMA)], EVENTS_SCHEMA)
         events = events.unify_dictionaries()
         other = pa.Table.from_batches(oth or [empty_batch(OTHER_SCHEMA)], OTHER_SCHEMA)
         rejected = pa.Table.from_batches(rej or [empty_batch(REJECTED_SCHEMA)], REJECTED_SCHEMA)
-        return cls(events, other, rejected, dict(typed), stats, catalog)
+        trace = cls(events, other, rejected, dict(typed), stats, catalog)
+        trace.variants_seen = variants_seen
+        return trace
 
     # -- queries ------------------------------------------------------------------------
     @property
@@ -84,6 +90,15 @@ class Trace:
                 )
                 self._counts = dict(pairs)
         return self._counts
+
+    def event_mask(self, name: str) -> pa.ChunkedArray:
+        """Boolean mask of the ``events`` rows of event ``name``."""
+        col = self.events["event"]
+        chunks = []
+        for chunk in col.chunks:
+            idx = chunk.dictionary.index(name).as_py()
+            chunks.append(pc.equal(chunk.indices, idx) if idx >= 0 else pa.nulls(len(chunk), pa.bool_()).fill_null(False))
+        return pa.chunked_array(chunks, pa.bool_())
 
     def event_names(self) -> list[str]:
         return sorted(self.event_counts())
@@ -120,8 +135,7 @@ class Trace:
             if n_typed != n_all:  # some records matched no variant with a plan: keep raw ones
                 raise AssertionError(f"{name}: {n_typed} typed rows for {n_all} records")
         else:
-            mask = pc.equal(self.events["event"].dictionary_decode(), name)
-            rows = self.events.filter(mask)
+            rows = self.events.filter(self.event_mask(name))
             table = pa.table(
                 [rows["ts_ns"], rows["tid"], rows["line"], rows["args"]],
                 schema=pa.schema([*EVENT_KEY_FIELDS, pa.field("args", pa.string())]),

@@ -1,0 +1,274 @@
+"""The ``tracetool`` command line: analyze and convert QEMU traces.
+
+Exit codes: 0 success, 1 findings the user asked to fail on, 2 usage or input errors,
+3 an internal error (a bug in tracetool: please report it with the command line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tracetool.errors import TracetoolError
+
+app = typer.Typer(
+    name="tracetool",
+    help="Turn QEMU trace output into Arrow tables and find where virtio-balloon and postcopy collide.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class Engine(str, Enum):
+    auto = "auto"
+    numba = "numba"
+    arrow = "arrow"
+
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Input format: auto, qemu-log.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first bad line instead of counting it.")]
+EventsOpt = Annotated[
+    Path | None,
+    typer.Option("--trace-events", help="Your build's trace-events-all: its definitions override the bundled catalog."),
+]
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="Parser engine: auto, numba (compiled) or arrow.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+class _LazyProgress:
+    """A progress bar on stderr that appears only if the work takes more than a second."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled and err.is_terminal
+        self.start = time.monotonic()
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.monotonic() - self.start < 1.0:
+                return
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@contextmanager
+def _progress(label: str, enabled: bool):
+    p = _LazyProgress(label, enabled)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _load(trace: Path, fmt: str, strict: bool, trace_events: Path | None, engine: Engine, quiet: bool):
+    from tracetool.trace import load
+
+    with _progress(f"reading {trace.name}", not quiet) as progress:
+        return load(
+            trace, format=fmt, strict=strict, trace_events=trace_events, engine=engine.value, progress=progress
+        )
+
+
+def _ts(ts_ns: int | None, base: int | None) -> str:
+    if ts_ns is None:
+        return "-"
+    if base is None:
+        return str(ts_ns)
+    return f"{(ts_ns - base) / 1e9:+.3f} s"
+
+
+def _print_summary(s: dict) -> None:
+    ver = s["qemu_version"]
+    version = ver["exact"] or (
+        f"{ver['min'] or '?'} .. {ver['max'] or '?'}" if (ver["min"] or ver["max"]) else "unknown"
+    )
+    comp = f" ({s['compression']})" if s["compression"] else ""
+    out.print(f"[bold]{s['path']}[/bold]")
+    out.print(
+        f"  format [cyan]{s['format']}[/cyan]{comp}, line shape [cyan]{s['line_shape']}[/cyan], "
+        f"QEMU [cyan]{version}[/cyan], side [cyan]{s['side']}[/cyan]"
+    )
+    span = "-" if s["span_s"] is None else f"{s['span_s']:.3f} s"
+    out.print(
+        f"  {s['lines']:,} lines = {s['events']:,} events + {s['other_lines']:,} other + "
+        f"{s['rejected_lines']:,} rejected"
+        + ("" if s["balanced"] else "  [red](counts do not add up!)[/red]")
+        + f"; time span {span}; parsed in {s['parse_seconds']:.2f} s ({s['engine']} engine)"
+    )
+    if s["rejected_reasons"]:
+        t = Table(title="Rejected lines (see --strict, or convert --table rejected)", title_justify="left")
+        t.add_column("lines", justify="right")
+        t.add_column("reason")
+        for reason, n in sorted(s["rejected_reasons"].items(), key=lambda kv: -kv[1])[:5]:
+            t.add_row(f"{n:,}", reason)
+        out.print(t)
+    t = Table(title=f"Top events ({s['event_names']} names)", title_justify="left")
+    t.add_column("event")
+    t.add_column("records", justify="right")
+    for row in s["top_events"]:
+        t.add_row(row["event"], f"{row['count']:,}")
+    out.print(t)
+    if s["phases"]:
+        base = next((p["ts_ns"] for p in s["phases"] if p["ts_ns"] is not None), None)
+        t = Table(title="Migration phases on this side (time from the first)", title_justify="left")
+        t.add_column("time", justify="right")
+        t.add_column("phase / state")
+        t.add_column("line", justify="right")
+        for p in s["phases"]:
+            t.add_row(_ts(p["ts_ns"], base), p["state"], str(p["line"]))
+        out.print(t)
+    pc_, bl = s["postcopy"], s["balloon"]
+    t = Table(title="Postcopy pages and balloon requests", title_justify="left")
+    t.add_column("what")
+    t.add_column("count", justify="right")
+    for label, value in [
+        ("fault requests (postcopy_ram_fault_thread_request)", pc_["fault_requests"]),
+        ("page requests (postcopy_page_req_add)", pc_["page_requests"]),
+        ("pages placed (postcopy_place_page)", pc_["pages_placed"]),
+        ("zero pages placed (postcopy_place_page_zero)", pc_["zero_pages_placed"]),
+        ("requests served by the source (migrate_handle_rp_req_pages)", pc_["requests_served_by_source"]),
+        ("balloon page requests (virtio_balloon_handle_output)", bl["requests"]),
+        ("4 KiB discards (ram_block_discard_range)", bl["discards_4k"]),
+        ("balloon targets set (virtio_balloon_to_target)", len(bl["targets"])),
+    ]:
+        t.add_row(label, f"{value:,}")
+    out.print(t)
+
+
+@app.command()
+def analyze(
+    trace: Annotated[Path, typer.Argument(help="Trace file (plain, .gz, .xz, .bz2, .zst) or - for stdin.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fmt: FormatOpt = "auto",
+    strict: StrictOpt = False,
+    trace_events: EventsOpt = None,
+    engine: EngineOpt = Engine.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Summarise a trace: format, counts, time span, top events, migration phases, pages."""
+    from analyses import summary
+
+    t = _load(trace, fmt, strict, trace_events, engine, quiet or json_out)
+    s = summary.run(t)
+    if json_out:
+        sys.stdout.write(json.dumps(s, indent=2, sort_keys=False) + "\n")
+    else:
+        _print_summary(s)
+
+
+@app.command()
+def convert(
+    trace: Annotated[Path, typer.Argument(help="Trace file or - for stdin.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output: .parquet, .feather/.arrow, .arrows or .csv")],
+    table: Annotated[
+        str, typer.Option("--table", "-t", help="events, other, rejected, or an event name (typed columns).")
+    ] = "events",
+    fmt: FormatOpt = "auto",
+    strict: StrictOpt = False,
+    trace_events: EventsOpt = None,
+    engine: EngineOpt = Engine.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Convert a trace to Parquet, Arrow IPC or CSV, streaming (memory stays flat)."""
+    from parsers.base import typed_schema
+    from tracetool.ingest import IngestStats, iter_chunks, make_options
+    from tracetool.schema import EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
+    from tracetool.writers import TableWriter, kind_for
+
+    kind_for(output)  # fail early on an unknown extension
+    opts = make_options(strict=strict, trace_events=trace_events, engine=engine.value)
+    stats = IngestStats(path=str(trace), format=fmt)
+    fixed = {"events": EVENTS_SCHEMA, "other": OTHER_SCHEMA, "rejected": REJECTED_SCHEMA}
+    if table in fixed:
+        schema = fixed[table]
+    else:
+        variants = [v for v in opts.catalog.variants(table) if v.plan is not None]
+        if not variants:
+            from tracetool.errors import MissingEventError
+
+            raise MissingEventError(table, [*fixed, *opts.catalog.names()])
+        schema = typed_schema(variants[0])
+    writer = None
+    try:
+        with _progress(f"converting {trace.name}", not quiet) as progress:
+            writer = TableWriter(output, schema)
+            for chunk in iter_chunks(trace, opts, format=fmt, progress=progress, stats=stats):
+                if table in fixed:
+                    writer.write(getattr(chunk, table))
+                    continue
+                for (name, _vi), batch in sorted(chunk.typed.items(), key=lambda kv: kv[0][1]):
+                    if name == table:
+                        writer.write(batch.cast(schema) if batch.schema != schema else batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    err.print(
+        f"wrote {writer.rows:,} rows to {output} ({stats.lines:,} lines = {stats.events:,} events + "
+        f"{stats.other_lines:,} other + {stats.rejected_lines:,} rejected)"
+    )
+
+
+def main() -> None:
+    """Entry point: run the app, turning tracetool errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except TracetoolError as exc:
+        err.print(f"tracetool: error: {exc}", highlight=False, markup=False)
+        sys.exit(EXIT_INPUT)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("tracetool: interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors have exit codes; others are bugs
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click.ClickException
+            exc.show()
+            sys.exit(EXIT_INPUT)
+        if os.environ.get("TRACETOOL_DEBUG"):
+            raise
+        err.print(
+            f"tracetool: internal error: {type(exc).__name__}: {exc} "
+            "(a bug; set TRACETOOL_DEBUG=1 for a traceback and please report it)",
+            highlight=False,
+            markup=False,
+        )
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()
