@@ -239,6 +239,41 @@ def gather(buf, starts, ends):
 
 
 @njit(cache=CACHE, nogil=True)
+def gather_nullable(buf, starts, ends):
+    """Like :func:`gather`, with the ranges that read exactly ``(null)`` left out as nulls."""
+    n = starts.shape[0]
+    null = np.zeros(n, np.bool_)
+    for i in range(n):
+        a = starts[i]
+        if (
+            ends[i] - a == 6
+            and buf[a] == 40
+            and buf[a + 1] == 110
+            and buf[a + 2] == 117
+            and buf[a + 3] == 108
+            and buf[a + 4] == 108
+            and buf[a + 5] == 41
+        ):
+            null[i] = True
+    offsets = np.empty(n + 1, np.int32)
+    total = 0
+    offsets[0] = 0
+    for i in range(n):
+        if not null[i]:
+            total += ends[i] - starts[i]
+        offsets[i + 1] = total
+    data = np.empty(total, np.uint8)
+    o = 0
+    for i in range(n):
+        if null[i]:
+            continue
+        for k in range(starts[i], ends[i]):
+            data[o] = buf[k]
+            o += 1
+    return offsets, data, null
+
+
+@njit(cache=CACHE, nogil=True)
 def _hexval(c):
     if 48 <= c <= 57:
         return c - 48
@@ -474,9 +509,9 @@ def decode_args(buf, bs, be, grp, grp_off, grp_n, var_plans, plan_off, plan_n, o
     n = bs.shape[0]
     variant = np.full(n, -1, np.int32)
     failop = np.zeros(n, np.int32)
-    vals = np.zeros((n, ncols), np.int64)
-    sst = np.zeros((n, ncols), np.int64)
-    sen = np.zeros((n, ncols), np.int64)
+    vals = np.empty((n, ncols), np.int64)
+    sst = np.empty((n, ncols), np.int64)
+    sen = np.empty((n, ncols), np.int64)
     for i in range(n):
         g = grp[i]
         for k in range(grp_n[g]):

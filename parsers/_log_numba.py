@@ -26,17 +26,18 @@ from tracetool.errors import FormatError
 from tracetool.schema import EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
 
 
-def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, mask=None) -> pa.Array:
-    offsets, data = K.gather(buf, starts, ends)
-    validity = None
-    if mask is not None and mask.any():
-        validity = pa.array(~mask, pa.bool_()).buffers()[1]
+def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, nullable=False) -> pa.Array:
+    """An Arrow string array of byte ranges of ``buf``; with ``nullable``, ``(null)`` is null."""
+    null = None
+    if nullable:
+        offsets, data, null = K.gather_nullable(buf, starts, ends)
+        nulls = int(null.sum())
+    else:
+        offsets, data = K.gather(buf, starts, ends)
+        nulls = 0
+    validity = pa.array(~null, pa.bool_()).buffers()[1] if nulls else None
     return pa.StringArray.from_buffers(
-        len(starts),
-        pa.py_buffer(offsets),
-        pa.py_buffer(data),
-        validity,
-        int(mask.sum()) if validity else 0,
+        len(starts), pa.py_buffer(offsets), pa.py_buffer(data), validity, nulls
     )
 
 
@@ -98,13 +99,14 @@ def _flag_lines(buf, starts, ends, data: bytes) -> tuple[np.ndarray, np.ndarray]
     if len(hpos):
         for li in np.unique(np.searchsorted(starts, hpos, "right") - 1):
             try:
-                data[starts[li] : ends[li]].decode("utf-8")
+                buf[starts[li] : ends[li]].tobytes().decode("utf-8")
             except UnicodeDecodeError:
                 bad[li] = True
     return nul, bad
 
 
-def decode_block_numba(data: bytes, first_line: int, ctx: LogContext) -> Chunk:
+def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
+    """Decode one block of whole lines (any bytes-like object) into a :class:`Chunk`."""
     buf = np.frombuffer(data, np.uint8)
     starts, ends = _line_bounds(buf)
     n = len(starts)
@@ -126,7 +128,7 @@ def decode_block_numba(data: bytes, first_line: int, ctx: LogContext) -> Chunk:
         rep = cand[first]
         if K.names_equal(buf, ns[cand], ne[cand], ns[rep], ne[rep], inv):
             raise AssertionError("event name hash collision")  # astronomically unlikely
-        names = [data[ns[r] : ne[r]].decode("ascii") for r in rep]
+        names = [buf[ns[r] : ne[r]].tobytes().decode("ascii") for r in rep]
         accept = np.array([ctx.accepts_unprefixed(nm) for nm in names], bool)
         ok = (shape[cand] == SHAPE_ID) | accept[inv]
         is_event[cand[ok]] = True
@@ -253,7 +255,7 @@ def _text(data, buf, starts, ends, idx, bad_utf8) -> pa.Array:
         texts = arr.to_pylist() if False else [None] * len(idx)
         for j in range(len(idx)):
             i = idx[j]
-            texts[j] = data[starts[i] : ends[i]].decode("utf-8", "replace")
+            texts[j] = buf[starts[i] : ends[i]].tobytes().decode("utf-8", "replace")
         arr = pa.array(texts, pa.string())
     return arr
 
@@ -268,9 +270,7 @@ def _typed_batch(ev, buf, lines, vals, sst, sen, ts, tid, shape, first_line) -> 
     ]
     for c, col in enumerate(ev.columns()):
         if col.kind is ArgKind.STRING:
-            s, e = sst[:, c], sen[:, c]
-            null = (e - s == 6) & _is_null_text(buf, s, e)
-            arrays.append(_string_array(buf, s, e, null))
+            arrays.append(_string_array(buf, sst[:, c], sen[:, c], nullable=True))
         elif col.conv is Conv.FLOAT:
             txt = _string_array(buf, sst[:, c], sen[:, c])
             arr = pc.cast(txt, pa.float64())
@@ -289,16 +289,3 @@ def _typed_batch(ev, buf, lines, vals, sst, sen, ts, tid, shape, first_line) -> 
                 pa.array(wrap_int(vals[:, c], col.kind, col.bits), schema.field(3 + c).type)
             )
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-_NULL = np.frombuffer(b"(null)", np.uint8)
-
-
-def _is_null_text(buf, s, e) -> np.ndarray:
-    out = (e - s) == 6
-    if not out.any():
-        return out
-    idx = np.flatnonzero(out)
-    window = buf[s[idx, None] + np.arange(6)]
-    out[idx] = (window == _NULL).all(axis=1)
-    return out

@@ -103,30 +103,52 @@ def read_some(inp: Input, n: int, offset: int) -> bytes:
         raise InputError(f"{what} near decompressed byte {offset}: {exc}", path=inp.name) from None
 
 
-def iter_line_blocks(inp: Input, block_size: int) -> Iterator[tuple[bytes, int]]:
+def _read_into(inp: Input, view: memoryview, offset: int) -> int:
+    try:
+        readinto = getattr(inp.stream, "readinto", None)
+        if readinto is not None:
+            return readinto(view) or 0
+        data = inp.stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+    except _DECODE_ERRORS as exc:
+        what = f"corrupt {inp.compression} data" if inp.compression else "read error"
+        raise InputError(f"{what} near decompressed byte {offset}: {exc}", path=inp.name) from None
+
+
+def iter_line_blocks(inp: Input, block_size: int) -> Iterator[tuple[memoryview, int]]:
     """Yield ``(block, byte_offset)``: blocks of whole lines of about ``block_size`` bytes.
 
-    The last block may end without a newline (an unterminated last line).
+    The buffer is reused: a block is valid until the next one is requested (copy what you
+    keep). The last block may end without a newline (an unterminated last line).
     """
     carry = b""
     offset = 0  # decompressed offset of the start of the next yielded block
-    while True:
-        data = read_some(inp, block_size, offset + len(carry))
-        if not data:
-            if carry:
-                yield carry, offset
-            return
-        buf = carry + data if carry else data
-        cut = buf.rfind(b"\n") + 1
+    eof = False
+    buf = bytearray(block_size)
+    while not eof:
+        if len(buf) < len(carry) + block_size:
+            buf = bytearray(len(carry) + block_size)
+        view = memoryview(buf)
+        view[: len(carry)] = carry
+        filled = len(carry)
+        while filled < len(buf):  # fill the whole block (streams may return short reads)
+            n = _read_into(inp, view[filled:], offset + filled)
+            if n == 0:
+                eof = True
+                break
+            filled += n
+        cut = filled if eof else buf.rfind(b"\n", 0, filled) + 1
         if cut == 0:
-            if len(buf) > MAX_LINE:
+            if filled > MAX_LINE:
                 raise InputError(
-                    f"no newline in {len(buf)} bytes from byte {offset}: not a text trace",
+                    f"no newline in {filled} bytes from byte {offset}: not a text trace",
                     path=inp.name,
                     offset=offset,
                 )
-            carry = buf
+            carry = bytes(view[:filled])
+            block_size = max(block_size, filled)  # grow until the long line fits
             continue
-        yield buf[:cut], offset
+        carry = bytes(view[cut:filled])
+        yield view[:cut], offset
         offset += cut
-        carry = buf[cut:]
