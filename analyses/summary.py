@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyses import qemu_version
+from tracetool.enums import migration_state
 from tracetool.trace import Trace
 
 NAME = "summary"
@@ -53,7 +54,7 @@ def _phases(trace: Trace, side: str) -> list[dict]:
         for ts, line, state in zip(
             t["ts_ns"].to_pylist(), t["line"].to_pylist(), t[state_col].to_pylist(), strict=True
         ):
-            rows.append({"side": side, "state": str(state), "ts_ns": ts, "line": line})
+            rows.append({"side": side, "state": migration_state(state), "ts_ns": ts, "line": line})
     for name, what in PHASE_MARKERS.items():
         if name in trace:
             t = trace.table(name)

@@ -46,7 +46,7 @@ def detect(inp: Input) -> str:
     off = _binary_offset(head)
     if off is not None:
         raise InputError(
-            f"binary data at byte {off}: expected QEMU trace text lines ('[ID@SEC.USEC:]name args')",
+            "binary data, expected QEMU trace text lines ('[ID@SEC.USEC:]name args')",
             path=inp.name,
             offset=off,
         )

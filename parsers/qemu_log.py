@@ -24,10 +24,13 @@ def choose_engine(options: ParseOptions, size_hint: int | None):
     """The block decoder for ``options.engine`` ("auto", "numba" or "arrow")."""
     engine = options.engine
     if engine == "auto":
-        from parsers import _numba_setup
-
         big = size_hint is None or size_hint >= SMALL_INPUT
-        engine = "numba" if big and _numba_setup.available() else "arrow"
+        if big:  # only then pay for importing numba
+            from parsers import _numba_setup
+
+            engine = "numba" if _numba_setup.available() else "arrow"
+        else:
+            engine = "arrow"
     if engine == "numba":
         from parsers import _numba_setup
 

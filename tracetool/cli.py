@@ -215,12 +215,12 @@ def convert(
     if table in fixed:
         schema = fixed[table]
     else:
-        variants = [v for v in opts.catalog.variants(table) if v.plan is not None]
-        if not variants:
+        latest = opts.catalog.latest(table)
+        if latest is None:
             from tracetool.errors import MissingEventError
 
             raise MissingEventError(table, [*fixed, *opts.catalog.names()])
-        schema = typed_schema(variants[0])
+        schema = typed_schema(latest)
     writer = None
     try:
         with _progress(f"converting {trace.name}", not quiet) as progress:
@@ -246,7 +246,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except TracetoolError as exc:
-        err.print(f"tracetool: error: {exc}", highlight=False, markup=False)
+        sys.stderr.write(f"tracetool: error: {exc}\n")
         sys.exit(EXIT_INPUT)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -261,11 +261,9 @@ def main() -> None:
             sys.exit(EXIT_INPUT)
         if os.environ.get("TRACETOOL_DEBUG"):
             raise
-        err.print(
+        sys.stderr.write(
             f"tracetool: internal error: {type(exc).__name__}: {exc} "
-            "(a bug; set TRACETOOL_DEBUG=1 for a traceback and please report it)",
-            highlight=False,
-            markup=False,
+            "(a bug; set TRACETOOL_DEBUG=1 for a traceback and please report it)\n"
         )
         sys.exit(EXIT_INTERNAL)
 

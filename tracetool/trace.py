@@ -118,15 +118,15 @@ class Trace:
         if name not in self.event_counts():
             if name in self.catalog:
                 # Known event with no record here: an empty typed table, not an error.
-                variants = [v for v in self.catalog.variants(name) if v.plan is not None]
-                if variants:
+                latest = self.catalog.latest(name)
+                if latest is not None:
                     from parsers.base import typed_schema
 
-                    return typed_schema(variants[0]).empty_table()
+                    return typed_schema(latest).empty_table()
             raise MissingEventError(name, self.event_counts(), path=self.path)
         batches = self._typed.get(name)
         if batches:
-            tables = [pa.Table.from_batches([b]) for b in batches]
+            tables = _harmonise([pa.Table.from_batches([b]) for b in batches])
             table = pa.concat_tables(tables, promote_options="permissive")
             if len({b.schema for b in batches}) > 1:
                 table = table.sort_by("line")
@@ -154,6 +154,25 @@ class Trace:
             f"<Trace {Path(s.path).name}: {s.format}, {s.events} events, "
             f"{s.other_lines} other, {s.rejected_lines} rejected, {len(self.event_counts())} names>"
         )
+
+
+def _harmonise(tables: list[pa.Table]) -> list[pa.Table]:
+    """Variants that type one argument differently (``new state %d`` in QEMU <= 2.10, ``%s``
+    later) are combined as strings; other differences are left to Arrow's type promotion."""
+    types: dict[str, set[pa.DataType]] = defaultdict(set)
+    for t in tables:
+        for f in t.schema:
+            types[f.name].add(f.type)
+    clash = {n for n, ts in types.items() if len(ts) > 1 and pa.string() in ts}
+    if not clash:
+        return tables
+    out = []
+    for t in tables:
+        for n in clash & set(t.column_names):
+            i = t.column_names.index(n)
+            t = t.set_column(i, pa.field(n, pa.string()), pc.cast(t[n], pa.string()))
+        out.append(t)
+    return out
 
 
 def load(

@@ -7,6 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from tracetool.catalog.fmt import Conv
 from tracetool.catalog.grammar import EventDef, Version, parse_trace_events, read_trace_events
 
 
@@ -50,7 +51,13 @@ class Catalog:
         return new
 
     def variants(self, name: str) -> list[EventDef]:
+        """Definitions of ``name`` in the order a decoder tries them."""
         return self._variants.get(name, [])
+
+    def latest(self, name: str) -> EventDef | None:
+        """The newest definition of ``name`` that has a usable format (for empty tables)."""
+        typed = [v for v in self.variants(name) if v.plan is not None]
+        return max(typed, key=_version_key) if typed else None
 
     def __contains__(self, name: object) -> bool:
         return name in self._variants
@@ -66,6 +73,17 @@ class Catalog:
 
     def plan_errors(self) -> list[str]:
         return [ev.plan_error for vs in self._variants.values() for ev in vs if ev.plan_error]
+
+
+def _match_key(ev: EventDef) -> tuple[int, int, tuple[int, int]]:
+    """Order in which variants are tried: the most constrained plan first (fewest ``%s``,
+    which match anything), then the newest. ``new state 5`` is the 2.10 int variant, not the
+    string variant of 2.11+; ``com=0x3`` is the <= 6.2 numeric command, not a command name."""
+    if ev.plan is None:
+        return (1, 0, (0, 0))
+    strings = sum(1 for t in ev.plan.conversions if t.kind is Conv.STRING)
+    newest = _version_key(ev)
+    return (0, strings, (-newest[0], -newest[1]))
 
 
 def _version_key(ev: EventDef) -> tuple[int, int]:
@@ -87,5 +105,5 @@ def _bundled() -> Catalog:
     by_name: dict[str, list[EventDef]] = {}
     for ev in defs:
         by_name.setdefault(ev.name, []).append(ev)
-    ordered = [ev for evs in by_name.values() for ev in sorted(evs, key=_version_key, reverse=True)]
+    ordered = [ev for evs in by_name.values() for ev in sorted(evs, key=_match_key)]
     return Catalog(ordered)
