@@ -21,4 +21,6 @@ def get(name: str) -> ModuleType:
     try:
         return importlib.import_module(ANALYSES[name])
     except KeyError:
-        raise UsageError(f"unknown analysis {name!r}; expected one of: {', '.join(ANALYSES)}") from None
+        raise UsageError(
+            f"unknown analysis {name!r}; expected one of: {', '.join(ANALYSES)}"
+        ) from None

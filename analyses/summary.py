@@ -60,7 +60,12 @@ def _phases(trace: Trace, side: str) -> list[dict]:
             t = trace.table(name)
             # A marker may repeat (one per discard command, listen stages): keep the first.
             rows.append(
-                {"side": side, "state": what, "ts_ns": t["ts_ns"][0].as_py(), "line": t["line"][0].as_py()}
+                {
+                    "side": side,
+                    "state": what,
+                    "ts_ns": t["ts_ns"][0].as_py(),
+                    "line": t["line"][0].as_py(),
+                }
             )
     rows.sort(key=lambda r: (r["ts_ns"] is None, r["ts_ns"] or 0, r["line"]))
     return rows
@@ -76,14 +81,19 @@ def _balloon(trace: Trace) -> dict:
     if "ram_block_discard_range" in trace:
         t = trace.table("ram_block_discard_range")
         if "length" in t.column_names:
-            out["discards_4k"] = int(pc.sum(pc.equal(t["length"], pa.scalar(4096, pa.uint64()))).as_py() or 0)
+            out["discards_4k"] = int(
+                pc.sum(pc.equal(t["length"], pa.scalar(4096, pa.uint64()))).as_py() or 0
+            )
     if "virtio_balloon_to_target" in trace:
         t = trace.table("virtio_balloon_to_target")
         if "target" in t.column_names:
             out["targets"] = [
                 {"ts_ns": ts, "target_bytes": tg, "num_pages": n}
                 for ts, tg, n in zip(
-                    t["ts_ns"].to_pylist(), t["target"].to_pylist(), t["num_pages"].to_pylist(), strict=True
+                    t["ts_ns"].to_pylist(),
+                    t["target"].to_pylist(),
+                    t["num_pages"].to_pylist(),
+                    strict=True,
                 )
             ]
     return out
@@ -117,7 +127,9 @@ def run(trace: Trace) -> dict:
     reasons: dict[str, int] = {}
     if trace.rejected.num_rows:
         vc = pc.value_counts(trace.rejected["reason"].combine_chunks())
-        reasons = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+        reasons = dict(
+            zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
+        )
     return {
         "path": s.path,
         "format": s.format,

@@ -4,7 +4,7 @@ Both engines implement exactly these rules; ``tests/test_log_engines.py`` checks
 
 A line is the bytes before ``\\n`` (a trailing ``\\r`` is dropped). Its prefix is one of
 ``ID@SEC.USEC:`` (PID in QEMU <= 3.1, TID later; ``ts_ns = SEC*1e9 + USEC*1e3``), an ISO-8601
-timestamp ``YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM)`` followed by one space (QEMU >= 10.1), or none.
+timestamp ``YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM|±HHMM)`` (1-9 fraction digits) followed by one space (QEMU >= 10.1), or none.
 After the prefix: an event name ``[A-Za-z_][A-Za-z0-9_]*`` then a space (the rest is the argument
 text) or the end of the line (empty arguments).
 

@@ -70,7 +70,7 @@ def _parse_iso(buf, s, e):
     hh = _digits(buf, s + 11, e, 2)
     mi = _digits(buf, s + 14, e, 2)
     ss = _digits(buf, s + 17, e, 2)
-    if mo < 1 or mo > 12 or d < 1 or d > 31 or hh < 0 or mi < 0 or ss < 0:
+    if mo < 0 or d < 0 or hh < 0 or mi < 0 or ss < 0:  # digit shape only, like the regex
         return 0, -1
     p = s + 19
     frac = 0
@@ -78,11 +78,10 @@ def _parse_iso(buf, s, e):
         p += 1
         nd = 0
         while p < e and 48 <= buf[p] <= 57:
-            if nd < 9:
-                frac = frac * 10 + (buf[p] - 48)
-                nd += 1
+            frac = frac * 10 + (buf[p] - 48)
+            nd += 1
             p += 1
-        if nd == 0:
+        if nd == 0 or nd > 9:
             return 0, -1
         while nd < 9:
             frac *= 10
@@ -141,10 +140,10 @@ def scan_lines(buf, starts, ends):
         s = starts[i]
         e = ends[i]
         p = s
-        # ID@SEC.USEC:
+        # ID@SEC.USEC: (any number of digits; an id over 32 bits is a bad tid)
         idv = 0
         nd = 0
-        while p < e and 48 <= buf[p] <= 57 and nd < 19:
+        while p < e and 48 <= buf[p] <= 57:
             idv = idv * 10 + (buf[p] - 48)
             p += 1
             nd += 1
@@ -153,7 +152,7 @@ def scan_lines(buf, starts, ends):
             q = p + 1
             sec = 0
             nsd = 0
-            while q < e and 48 <= buf[q] <= 57 and nsd < 12:
+            while q < e and 48 <= buf[q] <= 57:
                 sec = sec * 10 + (buf[q] - 48)
                 q += 1
                 nsd += 1
@@ -161,7 +160,7 @@ def scan_lines(buf, starts, ends):
                 q += 1
                 us = 0
                 nud = 0
-                while q < e and 48 <= buf[q] <= 57 and nud < 9:
+                while q < e and 48 <= buf[q] <= 57:
                     us = us * 10 + (buf[q] - 48)
                     q += 1
                     nud += 1

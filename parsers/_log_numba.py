@@ -26,7 +26,9 @@ from tracetool.errors import FormatError
 from tracetool.schema import EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
 
 
-def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, nullable=False) -> pa.Array:
+def _string_array(
+    buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, nullable=False
+) -> pa.Array:
     """An Arrow string array of byte ranges of ``buf``; with ``nullable``, ``(null)`` is null."""
     null = None
     if nullable:
@@ -132,8 +134,8 @@ def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
         accept = np.array([ctx.accepts_unprefixed(nm) for nm in names], bool)
         ok = (shape[cand] == SHAPE_ID) | accept[inv]
         is_event[cand[ok]] = True
-        gid_u = np.array([ctx.registry.id(nm) for nm in names], np.int32)
-        gid[cand] = gid_u[inv]
+        u_of_line = np.full(n, -1, np.int64)
+        u_of_line[cand] = inv
 
     # Arguments of catalogued events.
     typed: dict[tuple[str, int], pa.RecordBatch] = {}
@@ -202,6 +204,14 @@ def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
                     )  # fmt: skip
 
     ev_idx = np.flatnonzero(is_event)
+    if len(ev_idx):
+        # Register names in the order of their first event line (rejected/other lines don't count).
+        u_ev = u_of_line[ev_idx]
+        seen_u, first_at = np.unique(u_ev, return_index=True)
+        gid_u = np.full(len(names), -1, np.int32)
+        for u in seen_u[np.argsort(first_at)]:
+            gid_u[u] = ctx.registry.id(names[u])
+        gid[ev_idx] = gid_u[u_ev]
     has_prefix_ts = shape[ev_idx] != 0
     has_tid = shape[ev_idx] == SHAPE_ID
     events = pa.RecordBatch.from_arrays(

@@ -31,7 +31,9 @@ def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 def grep_count(path, pattern: str) -> int:
     """What ``zcat | grep -c`` says: an expectation computed outside tracetool."""
     cat = "zcat" if str(path).endswith(".gz") else "cat"
-    proc = subprocess.run(f"{cat} '{path}' | grep -c -- '{pattern}'", shell=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        f"{cat} '{path}' | grep -c -- '{pattern}'", shell=True, capture_output=True, text=True
+    )
     return int(proc.stdout.strip() or 0)
 
 
@@ -39,7 +41,16 @@ def test_analyze_json_has_the_documented_keys(monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "analyze", DST_EXCERPT, "--json")
     assert code == 0
     s = json.loads(out)
-    for key in ("format", "lines", "events", "other_lines", "rejected_lines", "event_counts", "first_ts_ns", "last_ts_ns"):
+    for key in (
+        "format",
+        "lines",
+        "events",
+        "other_lines",
+        "rejected_lines",
+        "event_counts",
+        "first_ts_ns",
+        "last_ts_ns",
+    ):
         assert key in s
     assert s["format"] == "qemu-log"
     assert s["lines"] == s["events"] + s["other_lines"] + s["rejected_lines"]
@@ -62,9 +73,20 @@ def test_analyze_dst_excerpt_sees_the_postcopy_phases(monkeypatch, capsys):
     assert s["side"] == "destination"
     assert s["qemu_version"]["exact"] == "7.2.22"
     states = [p["state"] for p in s["phases"]]
-    for expected in ("active", "postcopy advise (D)", "postcopy listen (D)", "postcopy-active", "postcopy run (D)", "completed"):
+    for expected in (
+        "active",
+        "postcopy advise (D)",
+        "postcopy listen (D)",
+        "postcopy-active",
+        "postcopy run (D)",
+        "completed",
+    ):
         assert expected in states
-    assert states.index("postcopy listen (D)") < states.index("postcopy run (D)") < states.index("completed")
+    assert (
+        states.index("postcopy listen (D)")
+        < states.index("postcopy run (D)")
+        < states.index("completed")
+    )
     assert s["postcopy"]["pages_placed"] == grep_count(DST_EXCERPT, ":postcopy_place_page ")
     assert s["balloon"]["requests"] == grep_count(DST_EXCERPT, ":virtio_balloon_handle_output ")
 
@@ -145,7 +167,16 @@ def test_convert_typed_event_table(monkeypatch, capsys, tmp_path):
     import tracetool
 
     out_path = tmp_path / "place.parquet"
-    code, _, _ = run(monkeypatch, capsys, "convert", DST_EXCERPT, "-o", out_path, "--table", "postcopy_place_page")
+    code, _, _ = run(
+        monkeypatch,
+        capsys,
+        "convert",
+        DST_EXCERPT,
+        "-o",
+        out_path,
+        "--table",
+        "postcopy_place_page",
+    )
     assert code == 0
     got = pq.read_table(out_path)
     assert got.column_names == ["ts_ns", "tid", "line", "host_addr"]
@@ -160,5 +191,7 @@ def test_convert_rejected_table(monkeypatch, capsys, tmp_path):
 
 
 def test_console_script_installed():
-    proc = subprocess.run([sys.executable, "-m", "tracetool.cli", "--help"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracetool.cli", "--help"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "analyze" in proc.stdout and "convert" in proc.stdout

@@ -34,7 +34,10 @@ def test_every_compression_gives_the_same_tables(tmp_path, suffix, compress):
     path.write_bytes(compress(TEXT))
     t = tracetool.load(path)
     ref = tracetool.load(MIXED)
-    assert t.stats.compression == ({"": None, ".gz": "gzip", ".xz": "xz", ".bz2": "bz2", ".zst": "zstd"}[suffix])
+    assert (
+        t.stats.compression
+        == ({"": None, ".gz": "gzip", ".xz": "xz", ".bz2": "bz2", ".zst": "zstd"}[suffix])
+    )
     assert t.events.equals(ref.events)
     assert t.stats.lines == TEXT.count(b"\n")
 
@@ -66,12 +69,17 @@ def test_block_size_does_not_change_the_tables(block, engine):
     ref = tracetool.load(MIXED, engine=engine)
     assert small.events.to_pylist() == ref.events.to_pylist()
     assert small.rejected.to_pylist() == ref.rejected.to_pylist()
-    assert small.table("postcopy_place_page").to_pylist() == ref.table("postcopy_place_page").to_pylist()
+    assert (
+        small.table("postcopy_place_page").to_pylist()
+        == ref.table("postcopy_place_page").to_pylist()
+    )
 
 
 def test_unterminated_last_line_is_counted(tmp_path):
     path = tmp_path / "t.log"
-    path.write_bytes(b"1@1.000001:postcopy_place_page host=0x1000\n2@1.000002:postcopy_place_page host=0x2000")
+    path.write_bytes(
+        b"1@1.000001:postcopy_place_page host=0x1000\n2@1.000002:postcopy_place_page host=0x2000"
+    )
     t = tracetool.load(path)
     assert t.stats.lines == 2 and t.stats.events == 2
     assert t.table("postcopy_place_page")["host_addr"].to_pylist() == [0x1000, 0x2000]

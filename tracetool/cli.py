@@ -42,12 +42,19 @@ class Engine(str, Enum):
 
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Input format: auto, qemu-log.")]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first bad line instead of counting it.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Stop at the first bad line instead of counting it.")
+]
 EventsOpt = Annotated[
     Path | None,
-    typer.Option("--trace-events", help="Your build's trace-events-all: its definitions override the bundled catalog."),
+    typer.Option(
+        "--trace-events",
+        help="Your build's trace-events-all: its definitions override the bundled catalog.",
+    ),
 ]
-EngineOpt = Annotated[Engine, typer.Option("--engine", help="Parser engine: auto, numba (compiled) or arrow.")]
+EngineOpt = Annotated[
+    Engine, typer.Option("--engine", help="Parser engine: auto, numba (compiled) or arrow.")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
@@ -93,12 +100,19 @@ def _progress(label: str, enabled: bool):
         p.close()
 
 
-def _load(trace: Path, fmt: str, strict: bool, trace_events: Path | None, engine: Engine, quiet: bool):
+def _load(
+    trace: Path, fmt: str, strict: bool, trace_events: Path | None, engine: Engine, quiet: bool
+):
     from tracetool.trace import load
 
     with _progress(f"reading {trace.name}", not quiet) as progress:
         return load(
-            trace, format=fmt, strict=strict, trace_events=trace_events, engine=engine.value, progress=progress
+            trace,
+            format=fmt,
+            strict=strict,
+            trace_events=trace_events,
+            engine=engine.value,
+            progress=progress,
         )
 
 
@@ -129,7 +143,9 @@ def _print_summary(s: dict) -> None:
         + f"; time span {span}; parsed in {s['parse_seconds']:.2f} s ({s['engine']} engine)"
     )
     if s["rejected_reasons"]:
-        t = Table(title="Rejected lines (see --strict, or convert --table rejected)", title_justify="left")
+        t = Table(
+            title="Rejected lines (see --strict, or convert --table rejected)", title_justify="left"
+        )
         t.add_column("lines", justify="right")
         t.add_column("reason")
         for reason, n in sorted(s["rejected_reasons"].items(), key=lambda kv: -kv[1])[:5]:
@@ -159,7 +175,10 @@ def _print_summary(s: dict) -> None:
         ("page requests (postcopy_page_req_add)", pc_["page_requests"]),
         ("pages placed (postcopy_place_page)", pc_["pages_placed"]),
         ("zero pages placed (postcopy_place_page_zero)", pc_["zero_pages_placed"]),
-        ("requests served by the source (migrate_handle_rp_req_pages)", pc_["requests_served_by_source"]),
+        (
+            "requests served by the source (migrate_handle_rp_req_pages)",
+            pc_["requests_served_by_source"],
+        ),
         ("balloon page requests (virtio_balloon_handle_output)", bl["requests"]),
         ("4 KiB discards (ram_block_discard_range)", bl["discards_4k"]),
         ("balloon targets set (virtio_balloon_to_target)", len(bl["targets"])),
@@ -170,7 +189,9 @@ def _print_summary(s: dict) -> None:
 
 @app.command()
 def analyze(
-    trace: Annotated[Path, typer.Argument(help="Trace file (plain, .gz, .xz, .bz2, .zst) or - for stdin.")],
+    trace: Annotated[
+        Path, typer.Argument(help="Trace file (plain, .gz, .xz, .bz2, .zst) or - for stdin.")
+    ],
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     fmt: FormatOpt = "auto",
     strict: StrictOpt = False,
@@ -192,9 +213,15 @@ def analyze(
 @app.command()
 def convert(
     trace: Annotated[Path, typer.Argument(help="Trace file or - for stdin.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output: .parquet, .feather/.arrow, .arrows or .csv")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Output: .parquet, .feather/.arrow, .arrows or .csv"),
+    ],
     table: Annotated[
-        str, typer.Option("--table", "-t", help="events, other, rejected, or an event name (typed columns).")
+        str,
+        typer.Option(
+            "--table", "-t", help="events, other, rejected, or an event name (typed columns)."
+        ),
     ] = "events",
     fmt: FormatOpt = "auto",
     strict: StrictOpt = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
@@ -43,10 +44,8 @@ class Input:
 
     def close(self) -> None:
         for f in (self.stream, self.raw):
-            try:
+            with contextlib.suppress(Exception):  # closing must never hide the real error
                 f.close()
-            except Exception:  # noqa: BLE001 - closing must never hide the real error
-                pass
 
 
 def sniff_compression(head: bytes) -> str | None:
@@ -82,7 +81,7 @@ def open_input(path: str | os.PathLike) -> Input:
     if kind == "gzip":
         stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
     elif kind == "xz":
-        stream = lzma.LZMAFile(raw)  # type: ignore[assignment]
+        stream = lzma.LZMAFile(raw)  # type: ignore[assignment]  # noqa: SIM115
     elif kind == "bz2":
         stream = bz2.BZ2File(raw)  # type: ignore[assignment]
     elif kind == "zstd":

@@ -97,7 +97,11 @@ class Trace:
         chunks = []
         for chunk in col.chunks:
             idx = chunk.dictionary.index(name).as_py()
-            chunks.append(pc.equal(chunk.indices, idx) if idx >= 0 else pa.nulls(len(chunk), pa.bool_()).fill_null(False))
+            chunks.append(
+                pc.equal(chunk.indices, idx)
+                if idx >= 0
+                else pa.nulls(len(chunk), pa.bool_()).fill_null(False)
+            )
         return pa.chunked_array(chunks, pa.bool_())
 
     def event_names(self) -> list[str]:

@@ -28,7 +28,10 @@ def kind_for(path: str | Path) -> str:
         return EXTENSIONS[suffix]
     except KeyError:
         known = ", ".join(EXTENSIONS)
-        raise UsageError(f"cannot tell the output format from {suffix or 'no extension'!r}; use one of {known}", path=str(path)) from None
+        raise UsageError(
+            f"cannot tell the output format from {suffix or 'no extension'!r}; use one of {known}",
+            path=str(path),
+        ) from None
 
 
 def _plain(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -46,7 +49,9 @@ class TableWriter:
         self.rows = 0
         self._decode = self.kind == "csv"
         fields = [
-            pa.field(f.name, pa.string(), f.nullable) if self._decode and pa.types.is_dictionary(f.type) else f
+            pa.field(f.name, pa.string(), f.nullable)
+            if self._decode and pa.types.is_dictionary(f.type)
+            else f
             for f in schema
         ]
         self.schema = pa.schema(fields)
