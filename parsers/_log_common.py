@@ -8,9 +8,10 @@ timestamp ``YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM|±HHMM)`` (1-9 fraction digits)
 After the prefix: an event name ``[A-Za-z_][A-Za-z0-9_]*`` then a space (the rest is the argument
 text) or the end of the line (empty arguments).
 
-* ``ID@SEC.USEC:`` prefix: always a trace record; no valid name after it -> rejected.
+* ``ID@SEC.USEC:`` prefix: always a trace record; no valid name after it -> rejected; an ID
+  above 2**31-1 (the int32 ``tid`` column) -> rejected.
 * ISO or no prefix: a trace record if the name is catalogued or looks like a QEMU event name
-  (lower case, digits and ``_``, with at least one ``_``); otherwise an other line.
+  (``[a-z][a-z0-9]*(_[a-z0-9]+)+``); otherwise an other line.
 * A record of a catalogued event must match one of the event's format variants (tried in
   catalog order); if none matches, the line is rejected. Events with no usable format are
   kept with their raw argument text only.
@@ -35,7 +36,7 @@ LIKELY_EVENT_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 REASON_NO_NAME = "expected an event name after the 'ID@SEC.USEC:' prefix"
 REASON_BAD_UTF8 = "line is not valid UTF-8 text"
 REASON_NUL = "line holds a NUL byte (binary data)"
-REASON_BAD_TID = "thread id in the 'ID@SEC.USEC:' prefix does not fit in 32 bits"
+REASON_BAD_TID = "thread id in the 'ID@SEC.USEC:' prefix is above 2147483647 (int32)"
 
 
 def reason_no_match(ev_name: str, variants: list[EventDef]) -> str:

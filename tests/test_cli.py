@@ -195,3 +195,23 @@ def test_console_script_installed():
         [sys.executable, "-m", "tracetool.cli", "--help"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "analyze" in proc.stdout and "convert" in proc.stdout
+
+
+def test_convert_event_with_two_variants_keeps_line_order(monkeypatch, capsys, tmp_path):
+    import tracetool
+
+    out_path = tmp_path / "faults.parquet"
+    code, _, _ = run(monkeypatch, capsys, "convert", MIXED, "-o", out_path, "-t", "postcopy_ram_fault_thread_request")
+    assert code == 0
+    got = pq.read_table(out_path)
+    assert got.column_names == ["ts_ns", "tid", "line", "hostaddr", "ramblock", "offset", "pid"]
+    assert got["line"].to_pylist() == [2, 7]
+    assert got["pid"].to_pylist() == [None, 23149]
+    assert got.equals(tracetool.load(MIXED).table("postcopy_ram_fault_thread_request"))
+
+
+def test_convert_uncatalogued_event(monkeypatch, capsys, tmp_path):
+    out_path = tmp_path / "u.csv"
+    code, _, _ = run(monkeypatch, capsys, "convert", MIXED, "-o", out_path, "-t", "some_uncatalogued_event")
+    assert code == 0
+    assert pacsv.read_csv(out_path)["args"].to_pylist() == ["whatever 1 2 3"]

@@ -230,24 +230,20 @@ def convert(
     quiet: QuietOpt = False,
 ) -> None:
     """Convert a trace to Parquet, Arrow IPC or CSV, streaming (memory stays flat)."""
-    from parsers.base import typed_schema
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from tracetool.ingest import IngestStats, iter_chunks, make_options
-    from tracetool.schema import EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
+    from tracetool.schema import EVENT_KEY_FIELDS, EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
+    from tracetool.trace import conform, event_schema
     from tracetool.writers import TableWriter, kind_for
 
     kind_for(output)  # fail early on an unknown extension
     opts = make_options(strict=strict, trace_events=trace_events, engine=engine.value)
     stats = IngestStats(path=str(trace), format=fmt)
     fixed = {"events": EVENTS_SCHEMA, "other": OTHER_SCHEMA, "rejected": REJECTED_SCHEMA}
-    if table in fixed:
-        schema = fixed[table]
-    else:
-        latest = opts.catalog.latest(table)
-        if latest is None:
-            from tracetool.errors import MissingEventError
-
-            raise MissingEventError(table, [*fixed, *opts.catalog.names()])
-        schema = typed_schema(latest)
+    raw_schema = pa.schema([*EVENT_KEY_FIELDS, pa.field("args", pa.string())])
+    schema = fixed.get(table) or event_schema(opts.catalog, table) or raw_schema
     writer = None
     try:
         with _progress(f"converting {trace.name}", not quiet) as progress:
@@ -255,10 +251,20 @@ def convert(
             for chunk in iter_chunks(trace, opts, format=fmt, progress=progress, stats=stats):
                 if table in fixed:
                     writer.write(getattr(chunk, table))
-                    continue
-                for (name, _vi), batch in sorted(chunk.typed.items(), key=lambda kv: kv[0][1]):
-                    if name == table:
-                        writer.write(batch.cast(schema) if batch.schema != schema else batch)
+                elif schema is raw_schema:  # an event without a catalogued format: raw args
+                    ev = chunk.events.filter(
+                        pc.equal(pc.cast(chunk.events["event"], pa.string()), table)
+                    )
+                    writer.write(
+                        pa.RecordBatch.from_arrays(
+                            [ev[n] for n in raw_schema.names], schema=raw_schema
+                        )
+                    )
+                else:
+                    batches = [b for (name, _vi), b in chunk.typed.items() if name == table]
+                    if batches:
+                        for b in conform(batches, schema).to_batches():
+                            writer.write(b)
     finally:
         if writer is not None:
             writer.close()

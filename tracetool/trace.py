@@ -122,21 +122,16 @@ class Trace:
         if name not in self.event_counts():
             if name in self.catalog:
                 # Known event with no record here: an empty typed table, not an error.
-                latest = self.catalog.latest(name)
-                if latest is not None:
-                    from parsers.base import typed_schema
-
-                    return typed_schema(latest).empty_table()
+                schema = event_schema(self.catalog, name)
+                if schema is not None:
+                    return schema.empty_table()
             raise MissingEventError(name, self.event_counts(), path=self.path)
         batches = self._typed.get(name)
         if batches:
-            tables = _harmonise([pa.Table.from_batches([b]) for b in batches])
-            table = pa.concat_tables(tables, promote_options="permissive")
-            if len({b.schema for b in batches}) > 1:
-                table = table.sort_by("line")
+            table = conform(batches, event_schema(self.catalog, name)).combine_chunks()
             n_typed = table.num_rows
             n_all = self.event_counts()[name]
-            if n_typed != n_all:  # some records matched no variant with a plan: keep raw ones
+            if n_typed != n_all:  # parsers reject records that match no variant: a bug if not
                 raise AssertionError(f"{name}: {n_typed} typed rows for {n_all} records")
         else:
             rows = self.events.filter(self.event_mask(name))
@@ -146,6 +141,36 @@ class Trace:
             )
         self._tables[name] = table
         return table
+
+    def replay(
+        self,
+        policy: str | list[str] = "all",
+        *,
+        race_window_ns: int = 0,
+        memory_map: str | None = None,
+        host_page_size: int | None = None,
+        qemu_version: str | None = None,
+    ):
+        """Replay the balloon and postcopy page events under one or more policies.
+
+        ``policy``: ``all`` (no-inhibit, inhibit, inhibit-discard, defer), one policy name or a
+        list; ``qemu`` is the rule of the QEMU version that wrote the trace. Returns a
+        :class:`tracetool.replay.ReplayResult` (``.summary``, ``.conflicts``, ``.to_pandas()``).
+        """
+        from tracetool.replay import ALL_POLICIES, Policy, ReplayOptions, replay
+
+        names = [policy] if isinstance(policy, str) else list(policy)
+        pols: list[Policy] = []
+        for n in names:
+            pols.extend(ALL_POLICIES if n == "all" else [Policy.parse(n)])
+        opts = ReplayOptions(
+            policies=tuple(dict.fromkeys(pols)),
+            race_window_ns=race_window_ns,
+            memory_map=memory_map,
+            host_page_size=host_page_size,
+            qemu_version=qemu_version,
+        )
+        return replay(self, opts)
 
     def to_pandas(self, name: str | None = None) -> pd.DataFrame:
         """``events`` (or ``table(name)``) as a pandas DataFrame."""
@@ -160,23 +185,45 @@ class Trace:
         )
 
 
-def _harmonise(tables: list[pa.Table]) -> list[pa.Table]:
-    """Variants that type one argument differently (``new state %d`` in QEMU <= 2.10, ``%s``
-    later) are combined as strings; other differences are left to Arrow's type promotion."""
-    types: dict[str, set[pa.DataType]] = defaultdict(set)
-    for t in tables:
-        for f in t.schema:
-            types[f.name].add(f.type)
-    clash = {n for n, ts in types.items() if len(ts) > 1 and pa.string() in ts}
-    if not clash:
-        return tables
-    out = []
-    for t in tables:
-        for n in clash & set(t.column_names):
-            i = t.column_names.index(n)
-            t = t.set_column(i, pa.field(n, pa.string()), pc.cast(t[n], pa.string()))
-        out.append(t)
-    return out
+def event_schema(catalog: Catalog, name: str) -> pa.Schema | None:
+    """Schema of ``name``'s typed table: key columns, then the union of its variants' columns
+    (the newest variant's first); a column typed differently by two variants is a string."""
+    variants = [v for v in catalog.variants(name) if v.plan is not None]
+    if not variants:
+        return None
+    from parsers.base import typed_schema
+
+    latest = catalog.latest(name)
+    ordered = [latest, *[v for v in variants if v is not latest]]
+    fields: dict[str, pa.Field] = {}
+    for v in ordered:
+        for f in typed_schema(v):
+            old = fields.get(f.name)
+            if old is None:
+                fields[f.name] = f
+            elif old.type != f.type:
+                fields[f.name] = pa.field(f.name, pa.string())
+    return pa.schema(list(fields.values()))
+
+
+def conform(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    """Batches of one event's variants as one table of ``schema``, in line order."""
+    tables = []
+    for b in batches:
+        cols = []
+        for f in schema:
+            if f.name in b.schema.names:
+                col = b.column(f.name)
+                cols.append(col if col.type == f.type else pc.cast(col, f.type))
+            else:
+                cols.append(pa.nulls(b.num_rows, f.type))
+        tables.append(pa.Table.from_arrays(cols, schema=schema))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    if len(batches) > 1 and len({b.schema for b in batches}) > 1 or len(tables) > 1:
+        idx = pc.sort_indices(table, [("line", "ascending")])
+        if not pc.all(pc.equal(idx, pa.array(range(len(idx)), pa.uint64()))).as_py():
+            table = table.take(idx)
+    return table
 
 
 def load(

@@ -14,8 +14,9 @@ from tracetool.catalog.grammar import EventDef, Version, parse_trace_events, rea
 class Catalog:
     """Event definitions by name; each name may have several variants (one per QEMU era).
 
-    Variants are tried in order when decoding a record: the user's own definitions first
-    (``--trace-events``), then the bundled ones, newest first.
+    Variants are tried in order when decoding a record. Bundled variants are ordered most
+    constrained first (fewest ``%s``), then newest; definitions from ``--trace-events``
+    replace every bundled variant of their names and are tried in file order.
     """
 
     def __init__(self, defs: Iterable[EventDef] = ()) -> None:
@@ -101,7 +102,7 @@ def _bundled() -> Catalog:
             defs.extend(
                 parse_trace_events(entry.read_text(encoding="utf-8"), f"bundled:{entry.name}")
             )
-    # Newest variant first for each name (stable for equal ranges).
+    # Most constrained variant first, then newest (see _match_key).
     by_name: dict[str, list[EventDef]] = {}
     for ev in defs:
         by_name.setdefault(ev.name, []).append(ev)

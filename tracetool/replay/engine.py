@@ -1,0 +1,144 @@
+"""The replay engine: re-execute balloon and postcopy page events under each policy.
+
+See ``docs/replay.md`` for the contract. Pipeline: learn the address maps, find the postcopy
+windows, resolve balloon request directions, normalise page events, then one compiled scan per
+policy (``tracetool.replay.kernels``) and vectorised accounting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyses import qemu_version
+from tracetool.replay import addresses, balloon, kernels, pages, windows
+from tracetool.replay.model import ALL_POLICIES, CONFLICT_CODES, Kind, Outcome, Policy, State
+from tracetool.replay.result import PolicyRun, ReplayResult
+from tracetool.trace import Trace
+
+KIB4 = 4096
+
+
+@dataclass
+class ReplayOptions:
+    policies: tuple[Policy, ...] = ALL_POLICIES
+    race_window_ns: int = 0
+    memory_map: str | None = None
+    host_page_size: int | None = None
+    qemu_version: str | None = None  # "X.Y" to override the detected version for Policy.QEMU
+
+
+def qemu_policy(version: str | None, trace: Trace) -> tuple[Policy, str]:
+    """The policy of a QEMU version (given, else detected from the trace)."""
+    why = "given"
+    if version is None:
+        v = qemu_version.run(trace)
+        version, why = v["exact"], "query-version in the trace"
+        if version is None and v["min"]:
+            version, why = v["min"], f"detected range {v['min']}..{v['max'] or ''}"
+    if version is None:
+        return Policy.INHIBIT_DISCARD, "QEMU version unknown: assumed >= 5.1"
+    major, minor = (int(x) for x in version.split(".")[:2])
+    if (major, minor) < (2, 5):
+        pol = Policy.NO_INHIBIT
+    elif (major, minor) < (5, 1):
+        pol = Policy.INHIBIT
+    else:
+        pol = Policy.INHIBIT_DISCARD
+    return pol, f"QEMU {version} ({why})"
+
+
+def _bounds(ws: list[windows.Window], lo: str, hi: str) -> tuple[np.ndarray, np.ndarray]:
+    big = np.int64(1) << np.int64(62)
+    a = np.array([w.ord.get(lo, big) if w.postcopy else big for w in ws] or [big], np.int64)
+    b = np.array([w.ord.get(hi, big) if w.postcopy else big for w in ws] or [big], np.int64)
+    return a, b
+
+
+POLICY_WINDOW = {
+    Policy.NO_INHIBIT: ("listen", "end"),  # no window; this is only where conflicts can happen
+    Policy.INHIBIT: ("listen", "cleanup"),
+    Policy.INHIBIT_DISCARD: ("discard", "state_end"),
+    Policy.DEFER: ("listen", "end"),
+}
+
+
+def _outcomes(
+    decision: np.ndarray, reqs: balloon.Requests, req_mig: np.ndarray, in_win: np.ndarray
+) -> np.ndarray:
+    """Outcome of every inflate; a deferred queue is reconciled per 4 KiB page at END: the
+    last queued inflate is applied once if the page's last request in the window is an
+    inflate, every other queued inflate is cancelled."""
+    out = np.full(len(decision), -1, np.int8)
+    inflate = reqs.direction == balloon.INFLATE
+    out[inflate & (decision == kernels.D_APPLY)] = int(Outcome.APPLIED)
+    out[inflate & (decision == kernels.D_DROP)] = int(Outcome.DROPPED)
+    queued = inflate & (decision == kernels.D_DEFER)
+    if queued.any():
+        out[queued] = int(Outcome.CANCELLED)
+        # requests (both directions) inside the defer window, by (migration, page, order)
+        rel = np.flatnonzero(in_win & (reqs.direction != balloon.UNRESOLVED))
+        srt = rel[np.lexsort((reqs.order[rel], reqs.gpa[rel], req_mig[rel]))]
+        g_m, g_p = req_mig[srt], reqs.gpa[srt]
+        last = np.ones(len(srt), bool)
+        last[:-1] = (g_m[1:] != g_m[:-1]) | (g_p[1:] != g_p[:-1])
+        last_req = srt[last]
+        ok = last_req[reqs.direction[last_req] == balloon.INFLATE]
+        out[ok] = int(Outcome.DEFERRED_APPLIED)
+    return out
+
+
+def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
+    opts = options or ReplayOptions()
+    order = windows.Order(trace)
+    ws = windows.find_windows(trace, order)
+    amap = addresses.learn(trace, opts.memory_map, opts.host_page_size)
+    threads = balloon.ThreadOrder(trace)
+    reqs = balloon.resolve(trace, order.of_lines, threads)
+    pe, info = pages.build(trace, amap, order, ws, reqs, threads)
+    n_req = len(reqs) if reqs is not None else 0
+
+    advise_ords = np.array([w.ord["advise"] for w in ws], np.int64)
+    mig_of = lambda o: np.searchsorted(advise_ords, o, side="right") - 1  # noqa: E731
+    pe_mig = mig_of(pe.order) if len(ws) else np.full(len(pe), -1, np.int64)
+    req_mig = mig_of(reqs.order) if (len(ws) and n_req) else np.full(n_req, -1, np.int64)
+    conf_lo, conf_hi = _bounds(ws, "listen", "end")
+    loads_traced = "ram_load_loop" in trace
+    reset_state = int(State.ABSENT) if loads_traced else int(State.UNKNOWN)
+    nxt = kernels.next_place(pe.page, pe.kind)
+    refault, double = kernels.anomalies(pe.page, pe.kind, reset_state)
+
+    qpol, qwhy = qemu_policy(opts.qemu_version, trace)
+    runs: dict[str, PolicyRun] = {}
+    for pol in opts.policies:
+        eff = qpol if pol is Policy.QEMU else pol
+        lo_m, hi_m = _bounds(ws, *POLICY_WINDOW[eff])
+        if n_req:
+            in_win = (
+                (req_mig >= 0)
+                & (reqs.order >= lo_m[np.maximum(req_mig, 0)])
+                & (reqs.order < hi_m[np.maximum(req_mig, 0)])
+            )
+        else:
+            in_win = np.zeros(0, bool)
+        decision = np.zeros(n_req, np.int8)
+        if eff in (Policy.INHIBIT, Policy.INHIBIT_DISCARD):
+            decision[in_win] = kernels.D_DROP
+        elif eff is Policy.DEFER:
+            decision[in_win] = kernels.D_DEFER
+        out = kernels.replay(
+            pe.page, pe.order, pe.kind, pe.req, pe.ts, pe_mig, conf_lo, conf_hi, decision, nxt,
+            reset_state, int(opts.race_window_ns), n_req,
+        )  # fmt: skip
+        outcome = _outcomes(decision, reqs, req_mig, in_win) if n_req else np.zeros(0, np.int8)
+        runs[pol.value] = PolicyRun(pol, eff, in_win, decision, outcome, *out)
+
+    return ReplayResult(
+        trace=trace, options=opts, order=order, windows=ws, address_map=amap, requests=reqs,
+        page_events=pe, info=info, runs=runs, refault=refault, double_place=double,
+        qemu_policy=qpol, qemu_policy_why=qwhy, conf_bounds=(conf_lo, conf_hi),
+    )  # fmt: skip
+
+
+__all__ = ["ReplayOptions", "replay", "Kind", "Outcome", "CONFLICT_CODES", "KIB4"]

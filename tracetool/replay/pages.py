@@ -1,0 +1,244 @@
+"""Normalise a trace into page events: one row per (host page, event), sorted for the scans.
+
+Only pages a balloon request, a fault or a placement touches are tracked (the page universe);
+range events (ADVISE resets, migration discards) and precopy loads are expanded onto those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from tracetool.replay.addresses import AddressMap
+from tracetool.replay.balloon import DEFLATE, INFLATE, Requests, ThreadOrder
+from tracetool.replay.model import Kind
+from tracetool.replay.windows import Order, Window
+from tracetool.trace import Trace
+
+PAGE_SHIFT = np.int64(1) << np.int64(40)  # page key = block id << 40 | host page index
+
+
+@dataclass
+class PageEvents:
+    """Page events sorted by (page key, order, kind)."""
+
+    page: np.ndarray  # page key
+    order: np.ndarray
+    kind: np.ndarray  # int8 Kind
+    req: np.ndarray  # balloon request index or -1
+    line: np.ndarray
+    ts: np.ndarray  # ns (0 where unknown)
+    offset: np.ndarray  # block offset of the host page (or of the 4 KiB balloon page)
+    hva: np.ndarray  # host virtual address or 0
+
+    def __len__(self) -> int:
+        return len(self.page)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.parts: list[dict[str, np.ndarray]] = []
+
+    def add(self, kind: Kind, block, page, order, line, offset, hva=None, req=None) -> None:
+        n = len(page)
+        if n == 0:
+            return
+        self.parts.append(
+            {
+                "block": np.asarray(block, np.int64),
+                "pidx": np.asarray(page, np.int64),
+                "order": np.asarray(order, np.int64),
+                "kind": np.full(n, int(kind), np.int8),
+                "req": np.full(n, -1, np.int64) if req is None else np.asarray(req, np.int64),
+                "line": np.asarray(line, np.int64),
+                "offset": np.asarray(offset, np.int64),
+                "hva": np.zeros(n, np.int64) if hva is None else np.asarray(hva, np.int64),
+            }
+        )
+
+    def concat(self) -> dict[str, np.ndarray]:
+        keys = ("block", "pidx", "order", "kind", "req", "line", "offset", "hva")
+        if not self.parts:
+            return {k: np.zeros(0, np.int8 if k == "kind" else np.int64) for k in keys}
+        return {k: np.concatenate([p[k] for p in self.parts]) for k in keys}
+
+
+def _np(t: pa.Table, col: str) -> np.ndarray:
+    return t[col].to_numpy(zero_copy_only=False)
+
+
+def build(
+    trace: Trace,
+    amap: AddressMap,
+    order: Order,
+    windows: list[Window],
+    requests: Requests | None,
+    threads: ThreadOrder,
+) -> tuple[PageEvents, dict]:
+    """Page events of the trace, and counts of what could not be placed on a page."""
+    sizes = amap.page_sizes
+    b = _Builder()
+    info = {"unmapped_balloon_pages": 0, "unplaced_receives": 0}
+
+    def page_of(block: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        ps = sizes()[np.maximum(block, 0)] if len(amap.blocks) else np.full(len(block), 4096)
+        return offset // ps
+
+    # Balloon requests (the 4 KiB page's host page).
+    if requests is not None and len(requests):
+        blk = amap.block_ids(requests.block_name)
+        off = amap.gpa_to_offset(blk, requests.gpa)
+        ok = (blk >= 0) & (off >= 0)
+        info["unmapped_balloon_pages"] = int(np.count_nonzero(~ok))
+        kind = np.where(requests.direction == INFLATE, int(Kind.INFLATE),
+                        np.where(requests.direction == DEFLATE, int(Kind.DEFLATE), int(Kind.BALLOON_UNKNOWN)))  # fmt: skip
+        idx = np.flatnonzero(ok)
+        base = np.array([amap.blocks[n].hva or 0 for n in amap.names()], np.int64)
+        for kd in (Kind.INFLATE, Kind.DEFLATE):
+            sel = idx[kind[idx] == int(kd)]
+            hva = np.where(base[blk[sel]] > 0, base[blk[sel]] + off[sel], 0)
+            b.add(kd, blk[sel], page_of(blk[sel], off[sel]), requests.order[sel], requests.line[sel],
+                  off[sel], hva, req=sel)  # fmt: skip
+
+    # Placements.
+    for ev in ("postcopy_place_page", "postcopy_place_page_zero"):
+        if ev in trace:
+            t = trace.table(ev)
+            hva = _np(t, "host_addr").astype(np.int64)
+            blk, off = amap.hva_to_block(hva)
+            ok = blk >= 0
+            b.add(Kind.PLACE, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(_np(t, "line")[ok]),
+                  _np(t, "line")[ok], off[ok], hva[ok])  # fmt: skip
+
+    # Faults: the fault thread's request (else the page request list of QEMU >= 5.2).
+    if "postcopy_ram_fault_thread_request" in trace:
+        t = trace.table("postcopy_ram_fault_thread_request")
+        blk = amap.block_ids(t["ramblock"])
+        off = _np(t, "offset").astype(np.int64)
+        b.add(Kind.FAULT, blk, page_of(blk, off), order.of_lines(_np(t, "line")), _np(t, "line"), off,
+              _np(t, "hostaddr").astype(np.int64))  # fmt: skip
+    elif "postcopy_page_req_add" in trace:
+        t = trace.table("postcopy_page_req_add")
+        hva = _np(t, "addr").astype(np.int64)
+        blk, off = amap.hva_to_block(hva)
+        ok = blk >= 0
+        b.add(Kind.FAULT, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(_np(t, "line")[ok]),
+              _np(t, "line")[ok], off[ok], hva[ok])  # fmt: skip
+
+    seed = b.concat()
+    universe = (
+        np.unique(seed["block"] * PAGE_SHIFT + seed["pidx"])
+        if len(seed["block"])
+        else np.zeros(0, np.int64)
+    )
+
+    def in_universe(block: np.ndarray, pidx: np.ndarray) -> np.ndarray:
+        key = block * PAGE_SHIFT + pidx
+        pos = np.searchsorted(universe, key)
+        return (
+            (pos < len(universe)) & (universe[np.minimum(pos, len(universe) - 1)] == key)
+            if len(universe)
+            else np.zeros(len(key), bool)
+        )
+
+    # Receives: block from the next placement on the same thread (same host page).
+    if "ram_load_postcopy_loop" in trace and len(universe):
+        t = trace.table("ram_load_postcopy_loop")
+        tid = t["tid"].fill_null(-1).to_numpy().astype(np.int64)
+        line = _np(t, "line")
+        addr = _np(t, "addr").astype(np.int64)
+        places = [p for p in b.parts if p["kind"][0] == int(Kind.PLACE)]
+        if places and trace.events["tid"].null_count < trace.events.num_rows:
+            pl_line = np.concatenate([p["line"] for p in places])
+            pl_block = np.concatenate([p["block"] for p in places])
+            pl_pidx = np.concatenate([p["pidx"] for p in places])
+            row_of_line = np.full(order.by_line.shape[0], -1, np.int64)
+            row_of_line[_np(trace.events, "line")] = np.arange(trace.events.num_rows)
+            pl_tid = threads.tid[row_of_line[pl_line]]
+            key = pl_tid * (np.int64(1) << np.int64(40)) + pl_line
+            srt = np.argsort(key)
+            key, pl_block, pl_pidx, pl_tid = key[srt], pl_block[srt], pl_pidx[srt], pl_tid[srt]
+            pos = np.searchsorted(key, tid * (np.int64(1) << np.int64(40)) + line, side="right")
+            ok = pos < len(key)
+            ok[ok] &= pl_tid[pos[ok]] == tid[ok]
+            blk = np.where(ok, pl_block[np.minimum(pos, len(key) - 1)], -1)
+            pidx = np.where(ok, pl_pidx[np.minimum(pos, len(key) - 1)], -1)
+            ok &= page_of(np.maximum(blk, 0), addr) == pidx
+            info["unplaced_receives"] = int(np.count_nonzero(~ok))
+            sel = ok & in_universe(blk, pidx)
+            b.add(
+                Kind.RECEIVE, blk[sel], pidx[sel], order.of_lines(line[sel]), line[sel], addr[sel]
+            )
+
+    # Precopy loads.
+    if "ram_load_loop" in trace and len(universe):
+        t = trace.table("ram_load_loop")
+        blk = amap.block_ids(t["rbname"])
+        off = _np(t, "addr").astype(np.int64)
+        pidx = page_of(blk, off)
+        sel = in_universe(blk, pidx)
+        b.add(
+            Kind.LOAD,
+            blk[sel],
+            pidx[sel],
+            order.of_lines(_np(t, "line")[sel]),
+            _np(t, "line")[sel],
+            off[sel],
+        )
+
+    # Range events expanded onto the universe: migration discards and ADVISE resets.
+    def expand(kind: Kind, block, p0, p1, ords, lines) -> None:
+        if not len(universe) or not len(block):
+            return
+        lo = np.searchsorted(universe, block * PAGE_SHIFT + p0)
+        hi = np.searchsorted(universe, block * PAGE_SHIFT + p1)
+        cnt = np.maximum(hi - lo, 0)
+        if not cnt.sum():
+            return
+        rep = np.repeat(np.arange(len(block)), cnt)
+        pos = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        keys = universe[pos]
+        blk, pidx = keys // PAGE_SHIFT, keys % PAGE_SHIFT
+        b.add(kind, blk, pidx, ords[rep], lines[rep], pidx * sizes()[blk])
+
+    if "ram_discard_range" in trace and len(universe):
+        t = trace.table("ram_discard_range")
+        blk = amap.block_ids(t["rbname"])
+        start = _np(t, "start").astype(np.int64)
+        length = _np(t, "len").astype(np.int64)
+        ps = sizes()[np.maximum(blk, 0)]
+        ok = blk >= 0
+        expand(Kind.MIG_DISCARD, blk[ok], (start // ps)[ok], (-(-(start + length) // ps))[ok],
+               order.of_lines(_np(t, "line")[ok]), _np(t, "line")[ok])  # fmt: skip
+    if len(universe):
+        for w in windows:
+            ords = np.full(1, w.ord["advise"], np.int64)
+            for bid in np.unique(universe // PAGE_SHIFT):
+                expand(
+                    Kind.RESET,
+                    np.array([bid]),
+                    np.array([0]),
+                    np.array([PAGE_SHIFT - 1]),
+                    ords,
+                    np.zeros(1, np.int64),
+                )
+
+    cols = b.concat()
+    key = cols["block"] * PAGE_SHIFT + cols["pidx"]
+    # (page, order, kind) with two stable radix sorts instead of a three-key lexsort
+    srt = np.argsort(cols["order"] * 16 + cols["kind"], kind="stable")
+    srt = srt[np.argsort(key[srt], kind="stable")]
+    ts_sorted = order.ts_sorted
+    ords = cols["order"][srt]
+    ts = (
+        ts_sorted[np.clip(ords, 0, len(ts_sorted) - 1)]
+        if ts_sorted is not None and len(ts_sorted)
+        else np.zeros(len(ords), np.int64)
+    )
+    pe = PageEvents(
+        page=key[srt], order=ords, kind=cols["kind"][srt], req=cols["req"][srt], line=cols["line"][srt],
+        ts=ts.astype(np.int64), offset=cols["offset"][srt], hva=cols["hva"][srt],
+    )  # fmt: skip
+    return pe, info

@@ -1,0 +1,329 @@
+"""Replay results: the summary (the ``--json`` shape), the conflicts table, display."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from tracetool.replay import balloon
+from tracetool.replay.model import ConflictClass, Outcome, Policy
+from tracetool.replay.pages import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+KIB4 = 4096
+BIG = np.int64(1) << np.int64(62)
+CLASSES = [c.value for c in ConflictClass]
+
+CONFLICTS_SCHEMA = pa.schema(
+    [
+        pa.field("ts_ns", pa.int64()),
+        pa.field("policy", pa.string()),
+        pa.field("class", pa.string()),
+        pa.field("ramblock", pa.string()),
+        pa.field("offset", pa.int64()),  # block offset of the 4 KiB balloon page
+        pa.field("gpa", pa.uint64()),
+        pa.field("hva", pa.uint64()),
+        pa.field("line", pa.int64()),
+        pa.field("related_ts_ns", pa.int64()),
+        pa.field("related_line", pa.int64()),
+        pa.field("refault_expected", pa.bool_()),
+        pa.field("migration", pa.int32()),
+    ]
+)
+
+
+@dataclass
+class PolicyRun:
+    policy: Policy
+    effective: Policy
+    in_window: np.ndarray  # per request: inside the policy's own window
+    decision: np.ndarray
+    outcome: np.ndarray  # Outcome per inflate request (-1 for others)
+    cclass: np.ndarray
+    related: np.ndarray
+    refault: np.ndarray
+    refill_at: np.ndarray
+
+
+@dataclass
+class ReplayResult:
+    """What a replay found: ``summary`` (dict), ``conflicts`` (pyarrow.Table), ``windows``."""
+
+    trace: Any
+    options: Any
+    order: Any
+    windows: list
+    address_map: Any
+    requests: balloon.Requests | None
+    page_events: Any
+    info: dict
+    runs: dict[str, PolicyRun]
+    refault: np.ndarray
+    double_place: np.ndarray
+    qemu_policy: Policy
+    qemu_policy_why: str
+    conf_bounds: tuple[np.ndarray, np.ndarray]
+    _summary: dict | None = field(default=None, repr=False)
+    _conflicts: pa.Table | None = field(default=None, repr=False)
+
+    # -- per-request helpers ---------------------------------------------------------------
+    def _req_page_columns(self):
+        """Per request: (host page index in page_events of its own row, hva, block offset)."""
+        pe = self.page_events
+        n = len(self.requests) if self.requests is not None else 0
+        row = np.full(n, -1, np.int64)
+        sel = pe.req >= 0
+        row[pe.req[sel]] = np.flatnonzero(sel)
+        return row
+
+    def _reclaimed(self, run: PolicyRun, at: int) -> int:
+        """Bytes the balloon holds at order ``at``: applied inflates not refilled, not deflated."""
+        r = self.requests
+        if r is None or not len(r):
+            return 0
+        applied = (run.outcome == int(Outcome.APPLIED)) | (
+            run.outcome == int(Outcome.DEFERRED_APPLIED)
+        )
+        start = np.where(
+            run.outcome == int(Outcome.DEFERRED_APPLIED), self._end_of(r.order), r.order
+        )
+        # a page stops being reclaimed at its next deflate or next applied inflate
+        ev = np.flatnonzero(applied | (r.direction == balloon.DEFLATE))
+        srt = ev[np.lexsort((start[ev], r.gpa[ev]))]
+        stop = np.full(len(r), BIG, np.int64)
+        same = r.gpa[srt][1:] == r.gpa[srt][:-1]
+        stop[srt[:-1][same]] = start[srt[1:][same]]
+        end = np.minimum(stop, run.refill_at)
+        live = applied & (start <= at) & (end > at)
+        return int(np.count_nonzero(live)) * KIB4
+
+    def _end_of(self, orders: np.ndarray) -> np.ndarray:
+        """END order of the migration window of each order (for deferred applies)."""
+        lo, hi = self.conf_bounds
+        adv = np.array([w.ord["advise"] for w in self.windows] or [0], np.int64)
+        m = np.clip(np.searchsorted(adv, orders, side="right") - 1, 0, len(hi) - 1)
+        return hi[m]
+
+    # -- summary ---------------------------------------------------------------------------
+    @property
+    def summary(self) -> dict:
+        if self._summary is None:
+            self._summary = self._build_summary()
+        return self._summary
+
+    def _build_summary(self) -> dict:
+        r = self.requests
+        n = len(r) if r is not None else 0
+        inflate = r.direction == balloon.INFLATE if n else np.zeros(0, bool)
+        deflate = r.direction == balloon.DEFLATE if n else np.zeros(0, bool)
+        lo, hi = self.conf_bounds
+        post = [w for w in self.windows if w.postcopy]
+        end_of_window = max((w.ord["end"] for w in post), default=-1)
+        end_of_trace = self.order.n
+        conf_win = np.zeros(n, bool)
+        if n and post:
+            m = np.clip(
+                np.searchsorted([w.ord["advise"] for w in self.windows], r.order, side="right") - 1,
+                0,
+                None,
+            )
+            conf_win = (r.order >= lo[m]) & (r.order < hi[m])
+        row = self._req_page_columns()
+        page_key = np.where(row >= 0, self.page_events.page[np.maximum(row, 0)], -1)
+        policies = {}
+        for name, run in self.runs.items():
+            counts = {
+                c: int(np.count_nonzero(run.cclass[inflate] == i + 1))
+                for i, c in enumerate(CLASSES)
+            }
+            conflicted = (run.cclass > 0) & inflate
+            win = run.in_window if run.policy is not Policy.NO_INHIBIT else conf_win
+            policies[name] = {
+                "effective_policy": run.effective.value,
+                "inflate_pages": int(inflate.sum()),
+                "deflate_pages": int(deflate.sum()),
+                "inflate_pages_in_window": int((inflate & win).sum()),
+                "deflate_pages_in_window": int((deflate & win).sum()),
+                "applied_pages": int(
+                    np.isin(
+                        run.outcome, [int(Outcome.APPLIED), int(Outcome.DEFERRED_APPLIED)]
+                    ).sum()
+                ),
+                "dropped_pages": int((run.outcome == int(Outcome.DROPPED)).sum()),
+                "deferred_pages": int((inflate & (run.decision == 2)).sum()),
+                "cancelled_pages": int((run.outcome == int(Outcome.CANCELLED)).sum()),
+                "applied_at_end_pages": int((run.outcome == int(Outcome.DEFERRED_APPLIED)).sum()),
+                "refilled_pages": counts[ConflictClass.DISCARD_BEFORE_ARRIVAL.value],
+                "conflicts": counts,
+                "conflict_pages": int(len(np.unique(page_key[conflicted]))),
+                "refault_expected": int(np.count_nonzero(run.refault)),
+                "reclaimed_bytes_end_of_window": self._reclaimed(run, end_of_window)
+                if post
+                else None,
+                "reclaimed_bytes_end_of_trace": self._reclaimed(run, end_of_trace),
+            }
+        observed = {"applied_pages": 0, "dropped_pages": 0, "unknown_pages": int(inflate.sum())}
+        fidelity = {
+            "policy": self.qemu_policy.value,
+            "why": self.qemu_policy_why,
+            "agree": 0,
+            "disagree": 0,
+        }
+        if n and r.discard_traced:
+            obs = r.observed
+            observed = {
+                "applied_pages": int((inflate & (obs == balloon.OBS_APPLIED)).sum()),
+                "dropped_pages": int((inflate & (obs == balloon.OBS_DROPPED)).sum()),
+                "unknown_pages": int((inflate & (obs == balloon.OBS_UNKNOWN)).sum()),
+            }
+            q = self.runs.get("qemu") or self.runs.get(self.qemu_policy.value)
+            if q is not None:
+                pred_applied = np.isin(
+                    q.outcome, [int(Outcome.APPLIED), int(Outcome.DEFERRED_APPLIED)]
+                )
+                known = inflate & (obs != balloon.OBS_UNKNOWN)
+                agree = known & (pred_applied == (obs == balloon.OBS_APPLIED))
+                fidelity["agree"] = int(agree.sum())
+                fidelity["disagree"] = int((known & ~agree).sum())
+        observed["fidelity"] = fidelity
+        evidence = {}
+        if n:
+            for i, name in enumerate(balloon.EVIDENCE):
+                c = int(np.count_nonzero(r.evidence == i))
+                if c:
+                    evidence[name] = c
+        visible = {k: v for k, v in policies.items() if k != "_qemu"}
+        return {
+            "policies": visible,
+            "observed": observed,
+            "anomalies": {
+                "observed-refault": int(np.count_nonzero(self.refault)),
+                "observed-double-place": int(np.count_nonzero(self.double_place)),
+            },
+            "unresolved_direction_pages": int(np.count_nonzero(r.direction == balloon.UNRESOLVED))
+            if n
+            else 0,
+            "balloon_pages": n,
+            "direction_evidence": evidence,
+            "unmapped_balloon_pages": self.info.get("unmapped_balloon_pages", 0),
+            "race_window_ns": int(self.options.race_window_ns),
+            "qemu_policy": {"policy": self.qemu_policy.value, "why": self.qemu_policy_why},
+            "windows": [
+                {
+                    "migration": w.migration,
+                    "postcopy": w.postcopy,
+                    **{f"{k}_ns": w.ns.get(k) for k in w.ord},
+                    "inferred": w.inferred,
+                }
+                for w in self.windows
+            ],  # fmt: skip
+            "address_map": self.address_map.to_dict(),
+            "page_events": len(self.page_events),
+        }
+
+    # -- tables ----------------------------------------------------------------------------
+    @property
+    def conflicts(self) -> pa.Table:
+        """One row per conflicting inflate request and policy (see ``CONFLICTS_SCHEMA``)."""
+        if self._conflicts is None:
+            self._conflicts = self._build_conflicts()
+        return self._conflicts
+
+    def _build_conflicts(self) -> pa.Table:
+        r = self.requests
+        parts = []
+        if r is None or not len(r):
+            return CONFLICTS_SCHEMA.empty_table()
+        pe = self.page_events
+        row = self._req_page_columns()
+        names = self.address_map.names()
+        adv = np.array([w.ord["advise"] for w in self.windows] or [0], np.int64)
+        for name, run in self.runs.items():
+            idx = np.flatnonzero(run.cclass > 0)
+            if not len(idx):
+                continue
+            prow = row[idx]
+            rel = run.related[idx]
+            blk = pe.page[prow] // PAGE_SHIFT
+            parts.append(
+                pa.table(
+                    {
+                        "ts_ns": pe.ts[prow],
+                        "policy": pa.array([name] * len(idx), pa.string()),
+                        "class": pa.array([CLASSES[c - 1] for c in run.cclass[idx]], pa.string()),
+                        "ramblock": pa.array([names[b] for b in blk], pa.string()),
+                        "offset": pe.offset[prow],
+                        "gpa": r.gpa[idx].astype(np.uint64),
+                        "hva": pe.hva[prow].astype(np.uint64),
+                        "line": r.line[idx],
+                        "related_ts_ns": pa.array(
+                            np.where(rel >= 0, pe.ts[np.maximum(rel, 0)], 0), mask=rel < 0
+                        ),
+                        "related_line": pa.array(
+                            np.where(rel >= 0, pe.line[np.maximum(rel, 0)], 0), mask=rel < 0
+                        ),
+                        "refault_expected": run.refault[idx],
+                        "migration": (np.searchsorted(adv, r.order[idx], side="right") - 1).astype(
+                            np.int32
+                        ),
+                    },
+                    schema=CONFLICTS_SCHEMA,
+                )
+            )
+        if not parts:
+            return CONFLICTS_SCHEMA.empty_table()
+        return pa.concat_tables(parts)
+
+    def windows_table(self) -> pa.Table:
+        from tracetool.replay.windows import windows_table
+
+        return windows_table(self.windows)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The conflicts table as a pandas DataFrame."""
+        return self.conflicts.to_pandas()
+
+    # -- display ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        pols = ", ".join(
+            f"{k}: {sum(v['conflicts'].values())} conflicts"
+            for k, v in self.summary["policies"].items()
+        )
+        return f"<ReplayResult {self.summary['balloon_pages']} balloon pages; {pols}>"
+
+    def _repr_html_(self) -> str:
+        s = self.summary
+        head = "".join(
+            f"<th>{html.escape(h)}</th>"
+            for h in [
+                "policy",
+                "in window",
+                "applied",
+                "dropped",
+                "deferred",
+                "cancelled",
+                *CLASSES,
+                "reclaimed MiB",
+            ]
+        )
+        rows = []
+        for k, v in s["policies"].items():
+            cells = [k, v["inflate_pages_in_window"], v["applied_pages"], v["dropped_pages"], v["deferred_pages"],
+                     v["cancelled_pages"], *[v["conflicts"][c] for c in CLASSES],
+                     f"{v['reclaimed_bytes_end_of_trace'] / 2**20:.1f}"]  # fmt: skip
+            rows.append(
+                "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+            )
+        obs = s["observed"]
+        return (
+            f"<p>Replay of {s['balloon_pages']} balloon pages; observed applied {obs['applied_pages']}, "
+            f"dropped {obs['dropped_pages']}; fidelity of {html.escape(obs['fidelity']['policy'])}: "
+            f"{obs['fidelity']['agree']} agree, {obs['fidelity']['disagree']} disagree</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
