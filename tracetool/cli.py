@@ -29,7 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# Pipes and files get wide lines rather than tables squeezed to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -187,12 +188,170 @@ def _print_summary(s: dict) -> None:
     out.print(t)
 
 
+CLASSES = ("discard-after-place", "discard-in-flight", "discard-before-arrival")
+
+
+def _mib(b: int | None) -> str:
+    return "-" if b is None else f"{b / 2**20:,.1f}"
+
+
+def _print_replay(r: dict) -> None:
+    t = Table(
+        title="Balloon x postcopy: policy comparison (4 KiB balloon pages)", title_justify="left"
+    )
+    for col in ("policy", "inflates in window", "applied", "dropped", "deferred", "cancelled",
+                "after-place", "in-flight", "before-arrival", "conflict host pages",
+                "reclaimed MiB (window end)", "reclaimed MiB (trace end)"):  # fmt: skip
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for name, p in r["policies"].items():
+        label = name if p["effective_policy"] == name else f"{name} ({p['effective_policy']})"
+        t.add_row(
+            label, f"{p['inflate_pages_in_window']:,}", f"{p['applied_pages']:,}", f"{p['dropped_pages']:,}",
+            f"{p['deferred_pages']:,}", f"{p['cancelled_pages']:,}",
+            *[f"{p['conflicts'][c]:,}" for c in CLASSES], f"{p['conflict_pages']:,}",
+            _mib(p["reclaimed_bytes_end_of_window"]), _mib(p["reclaimed_bytes_end_of_trace"]),
+        )  # fmt: skip
+    out.print(t)
+    o = r["observed"]
+    f = o["fidelity"]
+    known = f["agree"] + f["disagree"]
+    fid = (
+        f"{100 * f['agree'] / known:.2f}% ({f['agree']:,}/{known:,})"
+        if known
+        else "n/a (no discard tracing)"
+    )
+    evidence = ", ".join(f"{k} {v:,}" for k, v in r["direction_evidence"].items()) or "nothing"
+    out.print(
+        f"  balloon pages {r['balloon_pages']:,} (direction from {evidence}; "
+        f"unresolved {r['unresolved_direction_pages']:,}, unmapped {r['unmapped_balloon_pages']:,})"
+    )
+    out.print(
+        f"  observed in QEMU: applied {o['applied_pages']:,}, dropped {o['dropped_pages']:,}, "
+        f"unknown {o['unknown_pages']:,}; qemu policy {f['policy']} [{f['why']}] predicts it: {fid}"
+    )
+    a = r["anomalies"]
+    out.print(
+        f"  anomalies: observed refaults {a['observed-refault']:,}, double places {a['observed-double-place']:,}"
+    )
+    for w in r["windows"]:
+        if w["inferred"]:
+            out.print(f"  migration {w['migration']}: inferred {'; '.join(w['inferred'])}")
+    for d in r["address_map"]["disagreements"]:
+        out.print(f"  [yellow]address map disagreement:[/yellow] {d}")
+
+
+ReplayPolicyOpt = Annotated[
+    str,
+    typer.Option(
+        "--policy",
+        "-p",
+        help="all, or one or more of no-inhibit, inhibit, inhibit-discard, defer, qemu (comma separated).",
+    ),
+]
+RaceOpt = Annotated[
+    int,
+    typer.Option(
+        "--race-window", help="ns after a discard within which a placement counts as in flight."
+    ),
+]
+MapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-map",
+        help="GPA map: GPA_START-GPA_END=BLOCK[+OFFSET],... (default: x86 pc.ram rule).",
+    ),
+]
+PageOpt = Annotated[
+    int | None,
+    typer.Option("--host-page-size", help="Host page size in bytes (default: learned, else 4096)."),
+]
+VersionOpt = Annotated[
+    str | None,
+    typer.Option("--qemu-version", help="X.Y: the QEMU whose rule the qemu policy follows."),
+]
+
+
+def _run_replay(t, policy: str, race: int, memory_map, page, version):
+    names = [p.strip() for p in policy.split(",") if p.strip()]
+    return t.replay(
+        names, race_window_ns=race, memory_map=memory_map, host_page_size=page, qemu_version=version
+    )
+
+
+@app.command()
+def replay(
+    trace: Annotated[
+        Path, typer.Argument(help="Destination-side trace (plain or compressed) or - for stdin.")
+    ],
+    policy: ReplayPolicyOpt = "all",
+    race_window: RaceOpt = 0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the replay summary as JSON.")
+    ] = False,
+    conflicts_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--conflicts-out", help="Write one row per conflict (.parquet, .feather, .csv...)."
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option("--fail-on", help="'conflicts': exit 1 when a reported policy has conflicts."),
+    ] = None,
+    memory_map: MapOpt = None,
+    host_page_size: PageOpt = None,
+    qemu_version: VersionOpt = None,
+    fmt: FormatOpt = "auto",
+    strict: StrictOpt = False,
+    trace_events: EventsOpt = None,
+    engine: EngineOpt = Engine.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Replay balloon and postcopy page events under inhibit policies; report conflicting pages."""
+    from tracetool.errors import UsageError
+
+    if fail_on not in (None, "conflicts"):
+        raise UsageError(f"--fail-on takes 'conflicts', not {fail_on!r}")
+    if conflicts_out is not None:
+        from tracetool.writers import kind_for
+
+        kind_for(conflicts_out)
+    t = _load(trace, fmt, strict, trace_events, engine, quiet or json_out)
+    res = _run_replay(t, policy, race_window, memory_map, host_page_size, qemu_version)
+    summary = res.summary
+    if conflicts_out is not None:
+        from tracetool.writers import TableWriter
+
+        with TableWriter(conflicts_out, res.conflicts.schema) as w:
+            for b in res.conflicts.to_batches():
+                w.write(b)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        _print_replay(summary)
+        if conflicts_out is not None:
+            err.print(f"wrote {res.conflicts.num_rows:,} conflicts to {conflicts_out}")
+    if fail_on == "conflicts":
+        bad = {k: sum(v["conflicts"].values()) for k, v in summary["policies"].items()}
+        bad = {k: n for k, n in bad.items() if n}
+        if bad:
+            err.print(f"conflicts found: {', '.join(f'{k} {n:,}' for k, n in bad.items())}")
+            raise typer.Exit(EXIT_FINDINGS)
+
+
 @app.command()
 def analyze(
     trace: Annotated[
         Path, typer.Argument(help="Trace file (plain, .gz, .xz, .bz2, .zst) or - for stdin.")
     ],
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    no_replay: Annotated[
+        bool, typer.Option("--no-replay", help="Skip the policy comparison.")
+    ] = False,
+    race_window: RaceOpt = 0,
+    memory_map: MapOpt = None,
+    host_page_size: PageOpt = None,
+    qemu_version: VersionOpt = None,
     fmt: FormatOpt = "auto",
     strict: StrictOpt = False,
     trace_events: EventsOpt = None,
@@ -204,10 +363,16 @@ def analyze(
 
     t = _load(trace, fmt, strict, trace_events, engine, quiet or json_out)
     s = summary.run(t)
+    if not no_replay:
+        s["replay"] = _run_replay(
+            t, "all", race_window, memory_map, host_page_size, qemu_version
+        ).summary
     if json_out:
         sys.stdout.write(json.dumps(s, indent=2, sort_keys=False) + "\n")
     else:
         _print_summary(s)
+        if "replay" in s:
+            _print_replay(s["replay"])
 
 
 @app.command()
