@@ -442,7 +442,9 @@ def convert(
 def main() -> None:
     """Entry point: run the app, turning tracetool errors into one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns typer.Exit codes in this mode
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except TracetoolError as exc:
         sys.stderr.write(f"tracetool: error: {exc}\n")
         sys.exit(EXIT_INPUT)

@@ -111,7 +111,10 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
 
     qpol, qwhy = qemu_policy(opts.qemu_version, trace)
     runs: dict[str, PolicyRun] = {}
-    for pol in opts.policies:
+    wanted = list(opts.policies)
+    if Policy.QEMU not in wanted and qpol not in wanted:
+        wanted.append(Policy.QEMU)  # always: the observed outcome's fidelity needs it
+    for pol in wanted:
         eff = qpol if pol is Policy.QEMU else pol
         lo_m, hi_m = _bounds(ws, *POLICY_WINDOW[eff])
         if n_req:
@@ -132,7 +135,8 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
             reset_state, int(opts.race_window_ns), n_req,
         )  # fmt: skip
         outcome = _outcomes(decision, reqs, req_mig, in_win) if n_req else np.zeros(0, np.int8)
-        runs[pol.value] = PolicyRun(pol, eff, in_win, decision, outcome, *out)
+        key = pol.value if pol in opts.policies else "_qemu"
+        runs[key] = PolicyRun(pol, eff, in_win, decision, outcome, *out)
 
     return ReplayResult(
         trace=trace, options=opts, order=order, windows=ws, address_map=amap, requests=reqs,

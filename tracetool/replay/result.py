@@ -138,6 +138,8 @@ class ReplayResult:
         page_key = np.where(row >= 0, self.page_events.page[np.maximum(row, 0)], -1)
         policies = {}
         for name, run in self.runs.items():
+            if name.startswith("_"):
+                continue
             counts = {
                 c: int(np.count_nonzero(run.cclass[inflate] == i + 1))
                 for i, c in enumerate(CLASSES)
@@ -182,7 +184,7 @@ class ReplayResult:
                 "dropped_pages": int((inflate & (obs == balloon.OBS_DROPPED)).sum()),
                 "unknown_pages": int((inflate & (obs == balloon.OBS_UNKNOWN)).sum()),
             }
-            q = self.runs.get("qemu") or self.runs.get(self.qemu_policy.value)
+            q = self.runs.get("qemu") or self.runs.get("_qemu") or self.runs.get(self.qemu_policy.value)
             if q is not None:
                 pred_applied = np.isin(
                     q.outcome, [int(Outcome.APPLIED), int(Outcome.DEFERRED_APPLIED)]
@@ -198,9 +200,8 @@ class ReplayResult:
                 c = int(np.count_nonzero(r.evidence == i))
                 if c:
                     evidence[name] = c
-        visible = {k: v for k, v in policies.items() if k != "_qemu"}
         return {
-            "policies": visible,
+            "policies": policies,
             "observed": observed,
             "anomalies": {
                 "observed-refault": int(np.count_nonzero(self.refault)),
@@ -245,6 +246,8 @@ class ReplayResult:
         names = self.address_map.names()
         adv = np.array([w.ord["advise"] for w in self.windows] or [0], np.int64)
         for name, run in self.runs.items():
+            if name.startswith("_"):
+                continue
             idx = np.flatnonzero(run.cclass > 0)
             if not len(idx):
                 continue
