@@ -184,7 +184,11 @@ class ReplayResult:
                 "dropped_pages": int((inflate & (obs == balloon.OBS_DROPPED)).sum()),
                 "unknown_pages": int((inflate & (obs == balloon.OBS_UNKNOWN)).sum()),
             }
-            q = self.runs.get("qemu") or self.runs.get("_qemu") or self.runs.get(self.qemu_policy.value)
+            q = (
+                self.runs.get("qemu")
+                or self.runs.get("_qemu")
+                or self.runs.get(self.qemu_policy.value)
+            )
             if q is not None:
                 pred_applied = np.isin(
                     q.outcome, [int(Outcome.APPLIED), int(Outcome.DEFERRED_APPLIED)]
@@ -282,6 +286,38 @@ class ReplayResult:
         if not parts:
             return CONFLICTS_SCHEMA.empty_table()
         return pa.concat_tables(parts)
+
+    def page_events_table(self) -> pa.Table:
+        """The normalised page events: ts_ns, kind, ramblock, offset (host-page aligned), gpa
+        (balloon requests), hva, length (host page size), line, in replay order."""
+        from tracetool.replay.model import Kind
+
+        pe = self.page_events
+        names = self.address_map.names()
+        sizes = self.address_map.page_sizes()
+        blk = pe.page // PAGE_SHIFT
+        pidx = pe.page % PAGE_SHIFT
+        is_req = pe.req >= 0
+        gpa = np.zeros(len(pe), np.uint64)
+        if self.requests is not None and is_req.any():
+            gpa[is_req] = self.requests.gpa[pe.req[is_req]].astype(np.uint64)
+        kinds = [k.name.lower() for k in Kind]
+        return pa.table(
+            {
+                "ts_ns": pe.ts,
+                "kind": pa.DictionaryArray.from_arrays(
+                    pa.array(pe.kind.astype(np.int32)), pa.array(kinds)
+                ),
+                "ramblock": pa.DictionaryArray.from_arrays(
+                    pa.array(blk.astype(np.int32)), pa.array(names or [""])
+                ),
+                "offset": (pidx * sizes[blk]) if len(names) else pidx,
+                "gpa": pa.array(gpa, mask=~is_req),
+                "hva": pa.array(pe.hva.astype(np.uint64), mask=pe.hva == 0),
+                "length": sizes[blk] if len(names) else np.full(len(pe), KIB4),
+                "line": pe.line,
+            }
+        )
 
     def windows_table(self) -> pa.Table:
         from tracetool.replay.windows import windows_table

@@ -53,10 +53,14 @@ class Order:
         self.by_line = np.full(int(lines.max()) + 2 if self.n else 1, -1, np.int64)
         self.by_line[lines[rank_rows]] = np.arange(self.n, dtype=np.int64)
         self.ts_sorted = tsv[rank_rows] if tsv is not None else None
+        self.lines_sorted = lines[rank_rows]
         self.last_ts = int(tsv.max()) if tsv is not None and self.n else None
 
     def of_lines(self, lines: np.ndarray) -> np.ndarray:
         return self.by_line[lines]
+
+    def line_of(self, order: int) -> int:
+        return int(self.lines_sorted[order]) if 0 <= order < self.n else 0
 
     def ts_of(self, order: int) -> int | None:
         if self.ts_sorted is None or order < 0 or order >= self.n:
