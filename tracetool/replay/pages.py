@@ -216,13 +216,14 @@ def build(
         for w in windows:
             ords = np.full(1, w.ord["advise"], np.int64)
             for bid in np.unique(universe // PAGE_SHIFT):
+                line = np.array([order.line_of(w.ord["advise"])], np.int64)
                 expand(
                     Kind.RESET,
                     np.array([bid]),
                     np.array([0]),
                     np.array([PAGE_SHIFT - 1]),
                     ords,
-                    np.zeros(1, np.int64),
+                    line,
                 )
 
     cols = b.concat()
