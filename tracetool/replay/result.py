@@ -302,6 +302,9 @@ class ReplayResult:
         if self.requests is not None and is_req.any():
             gpa[is_req] = self.requests.gpa[pe.req[is_req]].astype(np.uint64)
         kinds = [k.name.lower() for k in Kind]
+        offset = (pidx * sizes[blk]) if len(names) else pidx
+        base = np.array([self.address_map.blocks[n].hva or 0 for n in names] or [0], np.int64)
+        hva = np.where(pe.hva != 0, pe.hva, np.where(base[blk] != 0, base[blk] + offset, 0))
         return pa.table(
             {
                 "ts_ns": pe.ts,
@@ -311,9 +314,9 @@ class ReplayResult:
                 "ramblock": pa.DictionaryArray.from_arrays(
                     pa.array(blk.astype(np.int32)), pa.array(names or [""])
                 ),
-                "offset": (pidx * sizes[blk]) if len(names) else pidx,
+                "offset": offset,
                 "gpa": pa.array(gpa, mask=~is_req),
-                "hva": pa.array(pe.hva.astype(np.uint64), mask=pe.hva == 0),
+                "hva": pa.array(hva.astype(np.uint64), mask=hva == 0),
                 "length": sizes[blk] if len(names) else np.full(len(pe), KIB4),
                 "line": pe.line,
             }
