@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -81,11 +82,14 @@ class Trace:
             if self.events.num_rows == 0:
                 self._counts = {}
             else:
-                vc = pc.value_counts(self.events["event"].combine_chunks().dictionary_decode())
+                col = self.events["event"]  # dictionaries unified: count the integer codes
+                names = col.chunk(0).dictionary.to_pylist()
+                counts = np.zeros(len(names), np.int64)
+                for chunk in col.chunks:
+                    codes = chunk.indices.to_numpy(zero_copy_only=False)
+                    counts += np.bincount(codes, minlength=len(names))[: len(names)]
                 pairs = sorted(
-                    zip(
-                        vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-                    ),
+                    ((n, int(c)) for n, c in zip(names, counts, strict=True) if c),
                     key=lambda kv: (-kv[1], kv[0]),
                 )
                 self._counts = dict(pairs)

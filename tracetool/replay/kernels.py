@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from parsers._numba_setup import CACHE
+from parsers import _numba_setup
 from tracetool.replay.model import Kind, State
 
-from numba import njit  # noqa: E402  (after the cache folder is configured)
+CACHE = _numba_setup.CACHE
+if _numba_setup.available():
+    from numba import njit  # after _numba_setup chose the cache folder
+else:  # no numba: the same scans run as plain Python (slow, but correct)
+
+    def njit(*args, **kwargs):
+        return (lambda f: f) if not args or not callable(args[0]) else args[0]
+
 
 K_RESET, K_MIG_DISCARD, K_LOAD, K_FAULT = (
     int(Kind.RESET),
