@@ -122,10 +122,32 @@ def _is_name_char(c):
 
 
 @njit(cache=CACHE, nogil=True)
-def scan_lines(buf, starts, ends):
+def lookup_name(buf, a, b, h, slot_hash, slot_id, name_off, name_pool, mask):
+    """Id of the name buf[a:b] (hash h) in the open-addressing name table, or -1."""
+    i = h & mask
+    while True:
+        sid = slot_id[i]
+        if sid < 0:
+            return -1
+        if slot_hash[i] == h:
+            o0 = name_off[sid]
+            if name_off[sid + 1] - o0 == b - a:
+                eq = True
+                for k in range(b - a):
+                    if name_pool[o0 + k] != buf[a + k]:
+                        eq = False
+                        break
+                if eq:
+                    return sid
+        i = (i + np.uint64(1)) & mask
+
+
+@njit(cache=CACHE, nogil=True)
+def scan_lines(buf, starts, ends, slot_hash, slot_id, name_off, name_pool, mask):
     """Prefix and name of every line.
 
-    Returns shape, status, tid, ts_ns, name start/end, body start, name hash (FNV-1a).
+    Returns shape, status, tid, ts_ns, name start/end, body start, name hash (FNV-1a) and
+    name id in the table (-1: a name not in the table yet; -2: no name).
     """
     n = starts.shape[0]
     shape = np.zeros(n, np.int8)
@@ -136,6 +158,7 @@ def scan_lines(buf, starts, ends):
     ne = np.zeros(n, np.int64)
     bs = np.zeros(n, np.int64)
     h = np.zeros(n, np.uint64)
+    nid = np.full(n, -2, np.int64)
     for i in range(n):
         s = starts[i]
         e = ends[i]
@@ -193,27 +216,10 @@ def scan_lines(buf, starts, ends):
                 ne[i] = q
                 bs[i] = q + 1 if q < e else q
                 h[i] = hv
+                nid[i] = lookup_name(buf, p, q, hv, slot_hash, slot_id, name_off, name_pool, mask)
                 continue
         status[i] = ST_NO_NAME
-    return shape, status, tid, ts, ns, ne, bs, h
-
-
-@njit(cache=CACHE, nogil=True)
-def names_equal(buf, ns, ne, rep_s, rep_e, inv):
-    """Count lines whose name bytes differ from their hash group's representative."""
-    bad = 0
-    for i in range(ns.shape[0]):
-        a = ns[i]
-        la = ne[i] - a
-        r = rep_s[inv[i]]
-        if rep_e[inv[i]] - r != la:
-            bad += 1
-            continue
-        for k in range(la):
-            if buf[a + k] != buf[r + k]:
-                bad += 1
-                break
-    return bad
+    return shape, status, tid, ts, ns, ne, bs, h, nid
 
 
 @njit(cache=CACHE, nogil=True)
@@ -500,24 +506,42 @@ def _nil_at(buf, pos, e):
 
 
 @njit(cache=CACHE, nogil=True)
-def decode_args(buf, bs, be, grp, grp_off, grp_n, var_plans, plan_off, plan_n, ops, lits, ncols):
-    """Match every line's arguments against its event's variant plans (first match wins).
+def decode_args(
+    buf, bs, be, grp, grp_off, grp_n, var_plans, plan_off, plan_n, ops, lits, vals, sst, sen
+):
+    """Match each line's arguments against its plan group's variants (first match wins).
 
-    Returns (variant index or -1, int64 values, string starts, string ends, failing op).
+    ``grp[i]`` < 0 skips line i. Fills row i of vals/sst/sen; returns the variant index per
+    line (-1 no variant matched, -2 skipped).
     """
     n = bs.shape[0]
-    variant = np.full(n, -1, np.int32)
-    failop = np.zeros(n, np.int32)
-    vals = np.empty((n, ncols), np.int64)
-    sst = np.empty((n, ncols), np.int64)
-    sen = np.empty((n, ncols), np.int64)
+    variant = np.full(n, -2, np.int32)
     for i in range(n):
         g = grp[i]
+        if g < 0:
+            continue
+        variant[i] = -1
         for k in range(grp_n[g]):
             p = var_plans[grp_off[g] + k]
             r = _match(buf, bs[i], be[i], ops, plan_off[p], plan_n[p], lits, vals, sst, sen, i)
             if r == 0:
                 variant[i] = k
                 break
-            failop[i] = r
-    return variant, vals, sst, sen, failop
+    return variant
+
+
+@njit(cache=CACHE, nogil=True)
+def group_rows(keys, nkeys):
+    """Counting sort: rows of each key in order, as (permutation, start offset per key)."""
+    counts = np.zeros(nkeys + 1, np.int64)
+    for i in range(keys.shape[0]):
+        counts[keys[i] + 1] += 1
+    for k in range(nkeys):
+        counts[k + 1] += counts[k]
+    perm = np.empty(keys.shape[0], np.int64)
+    fill = counts[:-1].copy()
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        perm[fill[k]] = i
+        fill[k] += 1
+    return perm, counts

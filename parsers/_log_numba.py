@@ -1,4 +1,10 @@
-"""Compiled engine of the QEMU text-log parser: numpy + numba kernels, one pass per block."""
+"""Compiled engine of the QEMU text-log parser: numpy + numba kernels, one pass per block.
+
+Per block: line bounds (numpy), one kernel for prefixes and names (names are looked up in an
+open-addressing table kept for the whole parse, so a name is decoded and classified once per
+trace, not once per line), one kernel that runs every line's format plans, a counting sort that
+groups the records of each event variant, and gathers that build Arrow string columns.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from tracetool.catalog import ArgKind, Conv, EventDef
 from tracetool.errors import FormatError
 from tracetool.schema import EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
 
+MAX_VARIANTS = 16  # variants of one event a block can hold apart (group key = name * 16 + variant)
+
 
 def _string_array(
     buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, nullable=False
@@ -43,34 +51,141 @@ def _string_array(
     )
 
 
-class _Plans:
-    """Flat plan tables for the kernel, built once per event name and cached on the context."""
+class _Names:
+    """Every distinct name seen in the parse: hash table for the kernel, and per-name facts
+    (accepted without prefix, plan group, registry id) as arrays indexed by name id."""
 
-    def __init__(self) -> None:
-        self.by_name: dict[str, list[tuple[int, EventDef, np.ndarray, bytes]]] = {}
+    def __init__(self, ctx: LogContext) -> None:
+        self.ctx = ctx
+        self.cap = 256
+        self.slot_hash = np.zeros(self.cap, np.uint64)
+        self.slot_id = np.full(self.cap, -1, np.int64)
+        self.hashes: list[int] = []
+        self.names: list[str] = []
+        self.pool = bytearray()
+        self.offsets = [0]
+        self.name_off = np.zeros(1, np.int64)
+        self.name_pool = np.zeros(1, np.uint8)
+        self.accept = np.zeros(0, bool)
+        self.group = np.zeros(0, np.int64)
+        self.reg = np.zeros(0, np.int64)
+        # plan tables (one group per name with usable formats)
+        self.groups: list[tuple[str, list[tuple[int, EventDef]]]] = []
+        self.grp_off: list[int] = []
+        self.grp_n: list[int] = []
+        self.var_plans: list[int] = []
+        self.plan_off: list[int] = []
+        self.plan_n: list[int] = []
+        self.ops_rows: list[np.ndarray] = []
+        self.lits = bytearray()
+        self.ncols = 1
+        self._freeze()
 
-    def get(self, ctx: LogContext, name: str) -> list[tuple[int, EventDef, np.ndarray, bytes]]:
-        got = self.by_name.get(name)
-        if got is None:
-            got = []
-            for vi, ev in enumerate(ctx.options.catalog.variants(name)):
-                if ev.plan is None:
-                    continue
-                rows, lits = [], bytearray()
-                for tok in ev.plan.tokens:
-                    rows.append((int(tok.kind), len(lits), len(tok.literal), tok.flags))
-                    lits += tok.literal
-                got.append((vi, ev, np.array(rows, np.int64).reshape(-1, 4), bytes(lits)))
-            self.by_name[name] = got
-        return got
+    @property
+    def mask(self) -> np.uint64:
+        return np.uint64(self.cap - 1)
+
+    def _insert(self, h: int, nid: int) -> None:
+        i = h & (self.cap - 1)
+        while self.slot_id[i] >= 0:
+            i = (i + 1) & (self.cap - 1)
+        self.slot_hash[i] = h
+        self.slot_id[i] = nid
+
+    def add(self, name: str, h: int) -> None:
+        nid = len(self.names)
+        self.names.append(name)
+        self.hashes.append(h)
+        self.pool += name.encode("ascii")
+        self.offsets.append(len(self.pool))
+        if 2 * len(self.names) > self.cap:
+            self.cap *= 4
+            self.slot_hash = np.zeros(self.cap, np.uint64)
+            self.slot_id = np.full(self.cap, -1, np.int64)
+            for j, hh in enumerate(self.hashes):
+                self._insert(hh, j)
+        else:
+            self._insert(h, nid)
+        self.accept = np.append(self.accept, self.ctx.accepts_unprefixed(name))
+        self.reg = np.append(self.reg, -1)
+        self.group = np.append(self.group, self._add_group(name))
+
+    def _add_group(self, name: str) -> int:
+        variants = []
+        for vi, ev in enumerate(self.ctx.options.catalog.variants(name)):
+            if ev.plan is not None and len(variants) < MAX_VARIANTS:
+                variants.append((vi, ev))
+        if not variants:
+            return -1
+        self.grp_off.append(len(self.var_plans))
+        self.grp_n.append(len(variants))
+        for _vi, ev in variants:
+            self.var_plans.append(len(self.plan_off))
+            self.plan_off.append(sum(len(r) for r in self.ops_rows))
+            fixed = []
+            for tok in ev.plan.tokens:  # literal offsets are absolute in the shared pool
+                fixed.append((int(tok.kind), len(self.lits), len(tok.literal), tok.flags))
+                self.lits += tok.literal
+            self.plan_n.append(len(fixed))
+            self.ops_rows.append(np.array(fixed, np.int64).reshape(-1, 4))
+            self.ncols = max(self.ncols, ev.plan.nconv)
+        self.groups.append((name, variants))
+        return len(self.groups) - 1
+
+    def _freeze(self) -> None:
+        """Refresh the arrays the kernels read."""
+        self.name_off = np.array(self.offsets, np.int64)
+        self.name_pool = np.frombuffer(bytes(self.pool) or b"\0", np.uint8)
+        self.t_grp_off = np.array(self.grp_off or [0], np.int64)
+        self.t_grp_n = np.array(self.grp_n or [0], np.int64)
+        self.t_var_plans = np.array(self.var_plans or [0], np.int64)
+        self.t_plan_off = np.array(self.plan_off or [0], np.int64)
+        self.t_plan_n = np.array(self.plan_n or [0], np.int64)
+        self.t_ops = np.concatenate(self.ops_rows) if self.ops_rows else np.zeros((1, 4), np.int64)
+        self.t_lits = np.frombuffer(bytes(self.lits) or b"\0", np.uint8)
+
+    def scan(self, buf, starts, ends):
+        return K.scan_lines(
+            buf,
+            starts,
+            ends,
+            self.slot_hash,
+            self.slot_id,
+            self.name_off,
+            self.name_pool,
+            self.mask,
+        )
+
+    def learn(self, buf, nid, h, ns, ne) -> bool:
+        """Add the names of lines whose id is -1; True if any was added."""
+        new = np.flatnonzero(nid == -1)
+        if not len(new):
+            return False
+        seen: set[str] = set()
+        for i in new[np.unique(h[new], return_index=True)[1]]:
+            name = buf[ns[i] : ne[i]].tobytes().decode("ascii")
+            if name not in seen:
+                seen.add(name)
+                self.add(name, int(h[i]))
+        self._freeze()
+        return True
 
 
-def _plans(ctx: LogContext) -> _Plans:
-    p = getattr(ctx, "_numba_plans", None)
-    if p is None:
-        p = _Plans()
-        ctx._numba_plans = p  # type: ignore[attr-defined]
-    return p
+def _names(ctx: LogContext) -> _Names:
+    got = getattr(ctx, "_numba_names", None)
+    if got is None:
+        got = ctx._numba_names = _Names(ctx)  # type: ignore[attr-defined]
+    return got
+
+
+def _scratch(ctx: LogContext, n: int, ncols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Argument value buffers reused across blocks (no fresh pages per block)."""
+    got = getattr(ctx, "_numba_scratch", None)
+    if got is None or got[0].shape[0] < n or got[0].shape[1] < ncols:
+        rows = max(n, got[0].shape[0] if got else 0)
+        got = tuple(np.empty((rows, ncols), np.int64) for _ in range(3))
+        ctx._numba_scratch = got  # type: ignore[attr-defined]
+    return got
 
 
 def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,17 +204,15 @@ def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
-def _flag_lines(buf, starts, ends, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Lines holding a NUL byte, and lines that are not valid UTF-8."""
-    n = len(starts)
-    nul = np.zeros(n, bool)
-    bad = np.zeros(n, bool)
-    zpos = np.flatnonzero(buf == 0)
-    if len(zpos):
-        nul[np.searchsorted(starts, zpos, "right") - 1] = True
-    hpos = np.flatnonzero(buf >= 0x80)
-    if len(hpos):
-        for li in np.unique(np.searchsorted(starts, hpos, "right") - 1):
+def _flag_lines(buf, starts, ends) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Lines holding a NUL byte, and lines that are not valid UTF-8 (None when there are none)."""
+    nul = bad = None
+    if len(buf) and buf.min() == 0:
+        nul = np.zeros(len(starts), bool)
+        nul[np.searchsorted(starts, np.flatnonzero(buf == 0), "right") - 1] = True
+    if len(buf) and buf.max() >= 0x80:
+        bad = np.zeros(len(starts), bool)
+        for li in np.unique(np.searchsorted(starts, np.flatnonzero(buf >= 0x80), "right") - 1):
             try:
                 buf[starts[li] : ends[li]].tobytes().decode("utf-8")
             except UnicodeDecodeError:
@@ -112,178 +225,152 @@ def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
     buf = np.frombuffer(data, np.uint8)
     starts, ends = _line_bounds(buf)
     n = len(starts)
-    shape, status, tid, ts, ns, ne, bs, h = K.scan_lines(buf, starts, ends)
-    nul, bad_utf8 = _flag_lines(buf, starts, ends, data)
-    reason_code = np.zeros(n, np.int32)  # 0 none; 1 no name; 2 bad tid; 3 nul; 4 utf8; 5+ no match
-    reason_code[(status == K.ST_NO_NAME) & (shape == SHAPE_ID)] = 1
-    reason_code[status == K.ST_BAD_TID] = 2
-    reason_code[bad_utf8] = 4
-    reason_code[nul] = 3
+    names = _names(ctx)
+    shape, status, tid, ts, ns, ne, bs, h, nid = names.scan(buf, starts, ends)
+    if names.learn(buf, nid, h, ns, ne):
+        shape, status, tid, ts, ns, ne, bs, h, nid = names.scan(buf, starts, ends)
+    nul, bad_utf8 = _flag_lines(buf, starts, ends)
 
-    cand = np.flatnonzero((status == K.ST_EVENT) & (reason_code == 0))
-    is_event = np.zeros(n, bool)
-    gid = np.full(n, -1, np.int32)
-    names: list[str] = []
-    inv = np.zeros(0, np.int64)
-    if len(cand):
-        uh, first, inv = np.unique(h[cand], return_index=True, return_inverse=True)
-        rep = cand[first]
-        if K.names_equal(buf, ns[cand], ne[cand], ns[rep], ne[rep], inv):
-            raise AssertionError("event name hash collision")  # astronomically unlikely
-        names = [buf[ns[r] : ne[r]].tobytes().decode("ascii") for r in rep]
-        accept = np.array([ctx.accepts_unprefixed(nm) for nm in names], bool)
-        ok = (shape[cand] == SHAPE_ID) | accept[inv]
-        is_event[cand[ok]] = True
-        u_of_line = np.full(n, -1, np.int64)
-        u_of_line[cand] = inv
+    # Reasons: 0 none, 1 no name after ID@, 2 bad tid, 3 NUL, 4 UTF-8, 5 + name id: no format match
+    reason = np.zeros(n, np.int64)
+    reason[(status == K.ST_NO_NAME) & (shape == SHAPE_ID)] = 1
+    reason[status == K.ST_BAD_TID] = 2
+    if bad_utf8 is not None:
+        reason[bad_utf8] = 4
+    if nul is not None:
+        reason[nul] = 3
+    named = (status == K.ST_EVENT) & (reason == 0)
+    safe_nid = np.maximum(nid, 0)
+    known = len(names.names) > 0
+    is_event = named & ((shape == SHAPE_ID) | (names.accept[safe_nid] if known else False))
 
-    # Arguments of catalogued events.
+    # Arguments of catalogued events: every event line whose name has a plan group.
+    grp = np.where(is_event, names.group[safe_nid], -1) if known else np.full(n, -1, np.int64)
     typed: dict[tuple[str, int], pa.RecordBatch] = {}
-    reasons = ["", REASON_NO_NAME, REASON_BAD_TID, REASON_NUL, REASON_BAD_UTF8]
-    if names:
-        plans = _plans(ctx)
-        ev_lines = cand[is_event[cand]]
-        ev_u = inv[is_event[cand]]
-        grp_of_u = np.full(len(names), -1, np.int64)
-        grp_off, grp_n, var_plans, plan_off, plan_n = [], [], [], [], []
-        ops_rows, lits = [], bytearray()
-        grp_meta: list[tuple[str, list[tuple[int, EventDef]]]] = []
-        ncols = 1
-        for u, nm in enumerate(names):
-            variants = plans.get(ctx, nm)
-            if not variants:
-                continue
-            grp_of_u[u] = len(grp_meta)
-            grp_off.append(len(var_plans))
-            grp_n.append(len(variants))
-            for _vi, ev, rows, lit in variants:
-                var_plans.append(len(plan_off))
-                plan_off.append(sum(len(r) for r in ops_rows))
-                plan_n.append(len(rows))
-                shifted = rows.copy()
-                shifted[:, 1] += len(lits)
-                ops_rows.append(shifted)
-                lits += lit
-                ncols = max(ncols, ev.plan.nconv)
-            grp_meta.append((nm, [(vi, ev) for vi, ev, _, _ in variants]))
-        if grp_meta:
-            sel = grp_of_u[ev_u] >= 0
-            dl = ev_lines[sel]
-            grp = grp_of_u[ev_u[sel]]
-            ops = np.concatenate(ops_rows) if ops_rows else np.zeros((0, 4), np.int64)
-            lit_arr = np.frombuffer(bytes(lits) or b"\0", np.uint8)
-            variant, vals, sst, sen, _fail = K.decode_args(
-                buf, bs[dl], ends[dl], grp,
-                np.array(grp_off, np.int64), np.array(grp_n, np.int64),
-                np.array(var_plans, np.int64), np.array(plan_off, np.int64),
-                np.array(plan_n, np.int64), ops, lit_arr, ncols,
-            )  # fmt: skip
-            nomatch = variant < 0
-            if nomatch.any():
-                for g in np.unique(grp[nomatch]):
-                    nm, vs = grp_meta[g]
-                    code = len(reasons)
-                    reasons.append(reason_no_match(nm, [ev for _, ev in vs]))
-                    lines_g = dl[nomatch & (grp == g)]
-                    reason_code[lines_g] = code
-                    is_event[lines_g] = False
-            key = grp.astype(np.int64) * 1024 + variant
-            ok_rows = np.flatnonzero(~nomatch)
-            order = ok_rows[np.argsort(key[ok_rows], kind="stable")]
-            if len(order):
-                ks = key[order]
-                cuts = np.flatnonzero(np.diff(ks)) + 1
-                for part in np.split(order, cuts):
-                    g = int(grp[part[0]])
-                    k = int(variant[part[0]])
-                    nm, vs = grp_meta[g]
-                    vi, ev = vs[k]
-                    typed[(nm, vi)] = _typed_batch(
-                        ev, buf, dl[part], vals[part], sst[part], sen[part],
-                        ts, tid, shape, first_line,
-                    )  # fmt: skip
+    if (grp >= 0).any():
+        vals, sst, sen = _scratch(ctx, n, names.ncols)
+        variant = K.decode_args(
+            buf, bs, ends, grp, names.t_grp_off, names.t_grp_n, names.t_var_plans,
+            names.t_plan_off, names.t_plan_n, names.t_ops, names.t_lits, vals, sst, sen,
+        )  # fmt: skip
+        nomatch = variant == -1
+        if nomatch.any():
+            reason[nomatch] = 5 + nid[nomatch]
+            is_event &= ~nomatch
+        rows = np.flatnonzero(variant >= 0)
+        if len(rows):
+            keys = grp[rows] * MAX_VARIANTS + variant[rows]
+            perm, offs = K.group_rows(keys, len(names.groups) * MAX_VARIANTS)
+            for key in np.flatnonzero(offs[1:] - offs[:-1]):
+                part = rows[perm[offs[key] : offs[key + 1]]]
+                g, k = divmod(int(key), MAX_VARIANTS)
+                name, variants = names.groups[g]
+                vi, ev = variants[k]
+                typed[(name, vi)] = _typed_batch(
+                    ev, buf, part, vals, sst, sen, ts, tid, shape, first_line
+                )
 
     ev_idx = np.flatnonzero(is_event)
-    if len(ev_idx):
-        # Register names in the order of their first event line (rejected/other lines don't count).
-        u_ev = u_of_line[ev_idx]
-        seen_u, first_at = np.unique(u_ev, return_index=True)
-        gid_u = np.full(len(names), -1, np.int32)
-        for u in seen_u[np.argsort(first_at)]:
-            gid_u[u] = ctx.registry.id(names[u])
-        gid[ev_idx] = gid_u[u_ev]
-    has_prefix_ts = shape[ev_idx] != 0
-    has_tid = shape[ev_idx] == SHAPE_ID
+    all_events = len(ev_idx) == n
+    ev_nid = nid if all_events else nid[ev_idx]
+    if len(ev_idx) and (names.reg[ev_nid] < 0).any():
+        # Register names in the order of their first event line (rejected/other don't count).
+        fresh = np.flatnonzero(names.reg[ev_nid] < 0)
+        u, first = np.unique(ev_nid[fresh], return_index=True)
+        for j in u[np.argsort(first)]:
+            names.reg[j] = ctx.registry.id(names.names[j])
+    sel = (lambda a: a) if all_events else (lambda a: a[ev_idx])  # noqa: E731
+    ev_shape = sel(shape)
     events = pa.RecordBatch.from_arrays(
         [
-            pa.array(ts[ev_idx], pa.int64(), mask=~has_prefix_ts),
-            pa.array(tid[ev_idx].astype(np.int32), pa.int32(), mask=~has_tid),
+            pa.array(sel(ts), pa.int64(), mask=ev_shape == 0),
+            pa.array(sel(tid).astype(np.int32), pa.int32(), mask=ev_shape != SHAPE_ID),
             pa.DictionaryArray.from_arrays(
-                pa.array(gid[ev_idx], pa.int32()), ctx.registry.dictionary()
+                pa.array(names.reg[ev_nid].astype(np.int32)), ctx.registry.dictionary()
             ),
-            pa.array(ev_idx + first_line, pa.int64()),
-            _string_array(buf, bs[ev_idx], np.maximum(ends[ev_idx], bs[ev_idx])),
+            pa.array(
+                np.arange(first_line, first_line + n, dtype=np.int64)
+                if all_events
+                else ev_idx + first_line
+            ),
+            _string_array(buf, sel(bs), np.maximum(sel(ends), sel(bs))),
         ],
         schema=EVENTS_SCHEMA,
     )
-    rej_idx = np.flatnonzero(reason_code > 0)
+    if all_events:
+        other = pa.RecordBatch.from_arrays(
+            [pa.array([], pa.int64()), pa.array([], pa.string())], schema=OTHER_SCHEMA
+        )
+        rejected = pa.RecordBatch.from_arrays(
+            [pa.array([], pa.int64()), pa.array([], pa.string()), pa.array([], pa.string())],
+            schema=REJECTED_SCHEMA,
+        )
+    else:
+        other, rejected = _other_and_rejected(
+            buf, starts, ends, is_event, reason, bad_utf8, names, first_line, ctx
+        )
+    counts = np.bincount(ev_shape, minlength=3) if len(ev_idx) else np.zeros(3, np.int64)
+    shapes = Counter({SHAPE_NAMES[s]: int(c) for s, c in enumerate(counts) if c})
+    return Chunk(events, other, rejected, typed, lines=n, nbytes=len(buf), shapes=shapes)
+
+
+def _other_and_rejected(buf, starts, ends, is_event, reason, bad_utf8, names, first_line, ctx):
+    rej_idx = np.flatnonzero(reason > 0)
     oth_mask = ~is_event
     oth_mask[rej_idx] = False
     oth_idx = np.flatnonzero(oth_mask)
     other = pa.RecordBatch.from_arrays(
-        [
-            pa.array(oth_idx + first_line, pa.int64()),
-            _text(data, buf, starts, ends, oth_idx, bad_utf8),
-        ],
+        [pa.array(oth_idx + first_line, pa.int64()), _text(buf, starts, ends, oth_idx, bad_utf8)],
         schema=OTHER_SCHEMA,
     )
+    codes = reason[rej_idx]
+    texts = {1: REASON_NO_NAME, 2: REASON_BAD_TID, 3: REASON_NUL, 4: REASON_BAD_UTF8}
+    for c in np.unique(codes[codes >= 5]):
+        name = names.names[int(c) - 5]
+        texts[int(c)] = reason_no_match(
+            name, [ev for _, ev in names.groups[names.group[int(c) - 5]][1]]
+        )
+    uniq, inv = (
+        np.unique(codes, return_inverse=True) if len(codes) else (np.zeros(0, np.int64), codes)
+    )
     rej_reason = pa.DictionaryArray.from_arrays(
-        pa.array(reason_code[rej_idx], pa.int32()), pa.array(reasons, pa.string())
+        pa.array(inv.astype(np.int32)), pa.array([texts[int(c)] for c in uniq], pa.string())
     ).cast(pa.string())
     rejected = pa.RecordBatch.from_arrays(
         [
             pa.array(rej_idx + first_line, pa.int64()),
             rej_reason,
-            _text(data, buf, starts, ends, rej_idx, bad_utf8),
+            _text(buf, starts, ends, rej_idx, bad_utf8),
         ],
         schema=REJECTED_SCHEMA,
     )
     if ctx.options.strict and len(rej_idx):
         first = int(rej_idx[0])
-        raise FormatError(reasons[reason_code[first]], path=ctx.path, line=first + first_line)
-    shapes = Counter()
-    if len(ev_idx):
-        counts = np.bincount(shape[ev_idx], minlength=3)
-        shapes = Counter({SHAPE_NAMES[s]: int(c) for s, c in enumerate(counts) if c})
-    return Chunk(events, other, rejected, typed, lines=n, nbytes=len(data), shapes=shapes)
+        raise FormatError(texts[int(reason[first])], path=ctx.path, line=first + first_line)
+    return other, rejected
 
 
-def _text(data, buf, starts, ends, idx, bad_utf8) -> pa.Array:
-    arr = _string_array(buf, starts[idx], ends[idx])
-    fix = np.flatnonzero(bad_utf8[idx])
-    if len(fix):  # rare: decode with replacement characters, in Python
-        texts = arr.to_pylist() if False else [None] * len(idx)
-        for j in range(len(idx)):
-            i = idx[j]
-            texts[j] = buf[starts[i] : ends[i]].tobytes().decode("utf-8", "replace")
-        arr = pa.array(texts, pa.string())
-    return arr
+def _text(buf, starts, ends, idx, bad_utf8) -> pa.Array:
+    if bad_utf8 is None or not bad_utf8[idx].any():
+        return _string_array(buf, starts[idx], ends[idx])
+    # rare: decode with replacement characters, in Python
+    texts = [buf[starts[i] : ends[i]].tobytes().decode("utf-8", "replace") for i in idx]
+    return pa.array(texts, pa.string())
 
 
 def _typed_batch(ev, buf, lines, vals, sst, sen, ts, tid, shape, first_line) -> pa.RecordBatch:
     schema = typed_schema(ev)
-    has_ts = shape[lines] != 0
+    sh = shape[lines]
     arrays = [
-        pa.array(ts[lines], pa.int64(), mask=~has_ts),
-        pa.array(tid[lines].astype(np.int32), pa.int32(), mask=shape[lines] != SHAPE_ID),
+        pa.array(ts[lines], pa.int64(), mask=sh == 0),
+        pa.array(tid[lines].astype(np.int32), pa.int32(), mask=sh != SHAPE_ID),
         pa.array(lines + first_line, pa.int64()),
     ]
     for c, col in enumerate(ev.columns()):
         if col.kind is ArgKind.STRING:
-            arrays.append(_string_array(buf, sst[:, c], sen[:, c], nullable=True))
+            arrays.append(_string_array(buf, sst[lines, c], sen[lines, c], nullable=True))
         elif col.conv is Conv.FLOAT:
-            txt = _string_array(buf, sst[:, c], sen[:, c])
-            arr = pc.cast(txt, pa.float64())
+            arr = pc.cast(_string_array(buf, sst[lines, c], sen[lines, c]), pa.float64())
             if col.kind is ArgKind.FLOAT:
                 arrays.append(arr)
             else:
@@ -293,9 +380,9 @@ def _typed_batch(ev, buf, lines, vals, sst, sen, ts, tid, shape, first_line) -> 
                     )
                 )
         elif col.kind is ArgKind.FLOAT:
-            arrays.append(pa.array(vals[:, c].astype(np.float64)))
+            arrays.append(pa.array(vals[lines, c].astype(np.float64)))
         else:
             arrays.append(
-                pa.array(wrap_int(vals[:, c], col.kind, col.bits), schema.field(3 + c).type)
+                pa.array(wrap_int(vals[lines, c], col.kind, col.bits), schema.field(3 + c).type)
             )
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
