@@ -22,6 +22,8 @@ def test_python_scans_equal_compiled_scans():
     lo, hi = res.conf_bounds
     adv = np.array([w.ord["advise"] for w in res.windows], np.int64)
     mig = np.searchsorted(adv, pe.order, side="right") - 1
+    nip = kernels.next_is_place(pe.page, pe.kind)
+    assert np.array_equal(nip, kernels.next_is_place.py_func(pe.page, pe.kind))
     args = (
         pe.page,
         pe.order,
@@ -33,6 +35,7 @@ def test_python_scans_equal_compiled_scans():
         hi,
         run.decision,
         compiled,
+        nip,
         1,
         0,
         len(run.decision),

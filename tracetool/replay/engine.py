@@ -107,6 +107,7 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     loads_traced = "ram_load_loop" in trace
     reset_state = int(State.ABSENT) if loads_traced else int(State.UNKNOWN)
     nxt = kernels.next_place(pe.page, pe.kind)
+    nxt_is_place = kernels.next_is_place(pe.page, pe.kind)
     refault, double = kernels.anomalies(pe.page, pe.kind, reset_state)
 
     qpol, qwhy = qemu_policy(opts.qemu_version, trace)
@@ -132,7 +133,7 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
             decision[in_win] = kernels.D_DEFER
         out = kernels.replay(
             pe.page, pe.order, pe.kind, pe.req, pe.ts, pe_mig, conf_lo, conf_hi, decision, nxt,
-            reset_state, int(opts.race_window_ns), n_req,
+            nxt_is_place, reset_state, int(opts.race_window_ns), n_req,
         )  # fmt: skip
         outcome = _outcomes(decision, reqs, req_mig, in_win) if n_req else np.zeros(0, np.int8)
         key = pol.value if pol in opts.policies else "_qemu"

@@ -50,6 +50,22 @@ def next_place(page, kind):
 
 
 @njit(cache=CACHE, nogil=True)
+def next_is_place(page, kind):
+    """Whether the next migration event (not a balloon request) of the same page is a PLACE:
+    QEMU only places missing pages, so the page is missing until then whatever we believed."""
+    n = page.shape[0]
+    out = np.zeros(n, np.bool_)
+    nxt_kind = -1
+    for i in range(n - 1, -1, -1):
+        if i + 1 < n and page[i + 1] != page[i]:
+            nxt_kind = -1
+        out[i] = nxt_kind == K_PLACE
+        if kind[i] <= K_PLACE:
+            nxt_kind = kind[i]
+    return out
+
+
+@njit(cache=CACHE, nogil=True)
 def anomalies(page, kind, reset_state):
     """Observed refaults and double places, on the migration's own page state."""
     refault = np.zeros(page.shape[0], np.bool_)
@@ -92,6 +108,7 @@ def replay(
     conf_hi,
     decision,
     nxt_place,
+    nxt_is_place,
     reset_state,
     race_ns,
     n_req,
@@ -148,6 +165,8 @@ def replay(
             if in_conf:
                 c = 0
                 rel = last_state_ev
+                if nxt_is_place[i] and (state == S_PRESENT or state == S_UNKNOWN):
+                    state = S_ABSENT  # the next thing QEMU does to the page is place it
                 if state == S_PRESENT:
                     c = 1
                 elif state == S_REQUESTED or state == S_IN_TRANSIT:

@@ -69,6 +69,27 @@ def _np(t: pa.Table, col: str) -> np.ndarray:
     return t[col].to_numpy(zero_copy_only=False)
 
 
+def _check_observed(trace, threads, requests, blk, off, base) -> int:
+    """An inflate counts as applied only if the discard that follows it is of its own page
+    (when the page's HVA is known); otherwise its outcome becomes unknown. Returns how many."""
+    from tracetool.replay.balloon import OBS_APPLIED, OBS_UNKNOWN
+
+    cand = np.flatnonzero((requests.observed == OBS_APPLIED) & (blk >= 0) & (off >= 0))
+    if not len(cand) or "ram_block_discard_range" not in trace:
+        return 0
+    want = base[blk[cand]] + (off[cand] // 4096) * 4096
+    known = base[blk[cand]] > 0
+    rows = threads.next_row(requests.tid[cand], requests.line[cand])
+    d = trace.table("ram_block_discard_range")
+    d_lines = _np(d, "line")
+    d_hva = _np(d, "hva").astype(np.int64)
+    pos = np.clip(np.searchsorted(d_lines, threads.line[rows]), 0, len(d_lines) - 1)
+    got = d_hva[pos]
+    bad = known & (got != want)
+    requests.observed[cand[bad]] = OBS_UNKNOWN
+    return int(bad.sum())
+
+
 def build(
     trace: Trace,
     amap: AddressMap,
@@ -96,6 +117,7 @@ def build(
                         np.where(requests.direction == DEFLATE, int(Kind.DEFLATE), int(Kind.BALLOON_UNKNOWN)))  # fmt: skip
         idx = np.flatnonzero(ok)
         base = np.array([amap.blocks[n].hva or 0 for n in amap.names()], np.int64)
+        info["observed_other_page"] = _check_observed(trace, threads, requests, blk, off, base)
         for kd in (Kind.INFLATE, Kind.DEFLATE):
             sel = idx[kind[idx] == int(kd)]
             hva = np.where(base[blk[sel]] > 0, base[blk[sel]] + off[sel], 0)

@@ -135,7 +135,10 @@ class ReplayResult:
             )
             conf_win = (r.order >= lo[m]) & (r.order < hi[m])
         row = self._req_page_columns()
-        page_key = np.where(row >= 0, self.page_events.page[np.maximum(row, 0)], -1)
+        pages = self.page_events.page
+        page_key = (
+            np.where(row >= 0, pages[np.maximum(row, 0)], -1) if len(pages) else np.full(n, -1)
+        )
         policies = {}
         for name, run in self.runs.items():
             if name.startswith("_"):
@@ -217,6 +220,7 @@ class ReplayResult:
             "balloon_pages": n,
             "direction_evidence": evidence,
             "unmapped_balloon_pages": self.info.get("unmapped_balloon_pages", 0),
+            "observed_discard_of_other_page": self.info.get("observed_other_page", 0),
             "race_window_ns": int(self.options.race_window_ns),
             "qemu_policy": {"policy": self.qemu_policy.value, "why": self.qemu_policy_why},
             "windows": [

@@ -135,7 +135,7 @@ def find_windows(trace: Trace, order: Order) -> list[Window]:
                 w.ord["end"] = cleanup
                 w.inferred.append("end: taken as cleanup done")
             else:
-                w.ord["end"] = min(hi, order.n) - 1 if hi <= order.n else order.n
+                w.ord["end"] = min(hi, order.n)  # half open: every line of this migration is in
                 w.inferred.append("end: not traced, taken as the end of the trace")
             # STATE_END: last line of the listen thread, else completed, else END.
             se = None
