@@ -223,10 +223,10 @@ def conform(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
                 cols.append(pa.nulls(b.num_rows, f.type))
         tables.append(pa.Table.from_arrays(cols, schema=schema))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    if len(batches) > 1 and len({b.schema for b in batches}) > 1 or len(tables) > 1:
-        idx = pc.sort_indices(table, [("line", "ascending")])
-        if not pc.all(pc.equal(idx, pa.array(range(len(idx)), pa.uint64()))).as_py():
-            table = table.take(idx)
+    if len(tables) > 1:
+        lines = table["line"].to_numpy()
+        if len(lines) > 1 and (lines[1:] < lines[:-1]).any():
+            table = table.take(np.argsort(lines, kind="stable"))
     return table
 
 

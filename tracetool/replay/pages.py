@@ -156,14 +156,24 @@ def build(
         else np.zeros(0, np.int64)
     )
 
+    # Membership of (block, page) in the universe: one bitmap per block, a gather per lookup.
+    u_blk = universe // PAGE_SHIFT
+    u_pidx = universe % PAGE_SHIFT
+    n_blocks = int(u_blk.max()) + 1 if len(universe) else 0
+    limit = np.zeros(n_blocks, np.int64)
+    base_of = np.zeros(n_blocks, np.int64)
+    if len(universe):
+        np.maximum.at(limit, u_blk, u_pidx + 1)
+        base_of[1:] = np.cumsum(limit)[:-1]
+    bitmap = np.zeros(int(limit.sum()), bool)
+    bitmap[base_of[u_blk] + u_pidx] = True
+
     def in_universe(block: np.ndarray, pidx: np.ndarray) -> np.ndarray:
-        key = block * PAGE_SHIFT + pidx
-        pos = np.searchsorted(universe, key)
-        return (
-            (pos < len(universe)) & (universe[np.minimum(pos, len(universe) - 1)] == key)
-            if len(universe)
-            else np.zeros(len(key), bool)
-        )
+        ok = (block >= 0) & (block < n_blocks) & (pidx >= 0)
+        ok[ok] &= pidx[ok] < limit[block[ok]]
+        out = np.zeros(len(block), bool)
+        out[ok] = bitmap[base_of[block[ok]] + pidx[ok]]
+        return out
 
     # Receives: block from the next placement on the same thread (same host page).
     if "ram_load_postcopy_loop" in trace and len(universe):
@@ -250,9 +260,15 @@ def build(
 
     cols = b.concat()
     key = cols["block"] * PAGE_SHIFT + cols["pidx"]
-    # (page, order, kind) with two stable radix sorts instead of a three-key lexsort
-    srt = np.argsort(cols["order"] * 16 + cols["kind"], kind="stable")
-    srt = srt[np.argsort(key[srt], kind="stable")]
+    # (page, order, kind) as one packed key: dense page rank, order, kind (one radix sort)
+    rank = np.searchsorted(universe, key) if len(universe) else np.zeros(len(key), np.int64)
+    if len(universe) < (1 << 27) and (cols["order"].max(initial=0) < (1 << 32)):
+        packed = (
+            (rank << np.int64(36)) | (cols["order"] << np.int64(4)) | cols["kind"].astype(np.int64)
+        )
+        srt = np.argsort(packed, kind="stable")
+    else:
+        srt = np.lexsort((cols["kind"], cols["order"], key))
     ts_sorted = order.ts_sorted
     ords = cols["order"][srt]
     ts = (

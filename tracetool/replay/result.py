@@ -95,7 +95,10 @@ class ReplayResult:
         )
         # a page stops being reclaimed at its next deflate or next applied inflate
         ev = np.flatnonzero(applied | (r.direction == balloon.DEFLATE))
-        srt = ev[np.lexsort((start[ev], r.gpa[ev]))]
+        if r.gpa.max(initial=0) < (1 << 44) and start[ev].max(initial=0) < (1 << 32):
+            srt = ev[np.argsort(((r.gpa[ev] >> 12) << 32) | start[ev], kind="stable")]
+        else:
+            srt = ev[np.lexsort((start[ev], r.gpa[ev]))]
         stop = np.full(len(r), BIG, np.int64)
         same = r.gpa[srt][1:] == r.gpa[srt][:-1]
         stop[srt[:-1][same]] = start[srt[1:][same]]
