@@ -66,15 +66,8 @@ class ThreadOrder:
 
     def next_event(self, tids: np.ndarray, lines: np.ndarray) -> np.ndarray:
         """Event-name id of the next line on the same thread after each (tid, line); -1 if none."""
-        key = tids.astype(np.int64) * _SHIFT + lines
-        pos = np.searchsorted(self.sorted_key, key, side="right")
-        out = np.full(len(key), -1, np.int64)
-        ok = pos < len(self.sorted_key)
-        nxt = self.sort[pos[ok]]
-        same = self.tid[nxt] == tids[ok]
-        idx = np.flatnonzero(ok)[same]
-        out[idx] = self.ev[nxt[same]]
-        return out
+        rows = self.next_row(tids, lines)
+        return np.where(rows >= 0, self.ev[np.maximum(rows, 0)], -1) if len(self.ev) else rows
 
     def next_row(self, tids: np.ndarray, lines: np.ndarray) -> np.ndarray:
         """Row (in ``trace.events``) of the next line on the same thread; -1 if none."""
