@@ -122,6 +122,39 @@ def _is_name_char(c):
 
 
 @njit(cache=CACHE, nogil=True)
+def line_bounds(buf):
+    """Start and end (without the newline and a trailing CR) of every line of ``buf``; the last
+    line may lack its newline. Two passes: count, then fill (no temporary arrays)."""
+    size = buf.shape[0]
+    n = 0
+    for i in range(size):
+        if buf[i] == 10:
+            n += 1
+    if size and buf[size - 1] != 10:
+        n += 1
+    starts = np.empty(n, np.int64)
+    ends = np.empty(n, np.int64)
+    j = 0
+    s = 0
+    for i in range(size):
+        if buf[i] == 10:
+            starts[j] = s
+            e = i
+            if e > s and buf[e - 1] == 13:
+                e -= 1
+            ends[j] = e
+            j += 1
+            s = i + 1
+    if j < n:
+        starts[j] = s
+        e = size
+        if e > s and buf[e - 1] == 13:
+            e -= 1
+        ends[j] = e
+    return starts, ends
+
+
+@njit(cache=CACHE, nogil=True)
 def lookup_name(buf, a, b, h, slot_hash, slot_id, name_off, name_pool, mask):
     """Id of the name buf[a:b] (hash h) in the open-addressing name table, or -1."""
     i = h & mask

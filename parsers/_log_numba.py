@@ -189,19 +189,7 @@ def _scratch(ctx: LogContext, n: int, ncols: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    nl = np.flatnonzero(buf == 10)
-    n = len(nl) + (1 if len(buf) and buf[-1] != 10 else 0)
-    starts = np.empty(n, np.int64)
-    ends = np.empty(n, np.int64)
-    if n:
-        starts[0] = 0
-        starts[1:] = nl[: n - 1] + 1
-        ends[: len(nl)] = nl
-        if n > len(nl):
-            ends[-1] = len(buf)
-        cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
-        ends -= cr
-    return starts, ends
+    return K.line_bounds(buf)
 
 
 def _flag_lines(buf, starts, ends) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -283,8 +271,8 @@ def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
     ev_shape = sel(shape)
     events = pa.RecordBatch.from_arrays(
         [
-            pa.array(sel(ts), pa.int64(), mask=ev_shape == 0),
-            pa.array(sel(tid).astype(np.int32), pa.int32(), mask=ev_shape != SHAPE_ID),
+            _masked(sel(ts), pa.int64(), ev_shape == 0),
+            _masked(sel(tid).astype(np.int32), pa.int32(), ev_shape != SHAPE_ID),
             pa.DictionaryArray.from_arrays(
                 pa.array(names.reg[ev_nid].astype(np.int32)), ctx.registry.dictionary()
             ),
@@ -358,12 +346,17 @@ def _text(buf, starts, ends, idx, bad_utf8) -> pa.Array:
     return pa.array(texts, pa.string())
 
 
+def _masked(values: np.ndarray, typ: pa.DataType, null: np.ndarray) -> pa.Array:
+    """A primitive array, with a validity bitmap only when some value is null."""
+    return pa.array(values, typ, mask=null) if null.any() else pa.array(values, typ)
+
+
 def _typed_batch(ev, buf, lines, vals, sst, sen, ts, tid, shape, first_line) -> pa.RecordBatch:
     schema = typed_schema(ev)
     sh = shape[lines]
     arrays = [
-        pa.array(ts[lines], pa.int64(), mask=sh == 0),
-        pa.array(tid[lines].astype(np.int32), pa.int32(), mask=sh != SHAPE_ID),
+        _masked(ts[lines], pa.int64(), sh == 0),
+        _masked(tid[lines].astype(np.int32), pa.int32(), sh != SHAPE_ID),
         pa.array(lines + first_line, pa.int64()),
     ]
     for c, col in enumerate(ev.columns()):

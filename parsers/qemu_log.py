@@ -19,6 +19,12 @@ from tracetool.inputs import Input, iter_line_blocks
 name = "qemu-log"
 description = "QEMU log/stderr backend text (no prefix, PID/TID@SEC.USEC:, ISO-8601)"
 
+
+def sniff(head: bytes) -> bool:
+    """Any text is potentially a QEMU log (the fallback format of detection)."""
+    return b"\0" not in head[:4096]
+
+
 #: Inputs smaller than this use the pyarrow engine under engine="auto" (no JIT start-up cost).
 SMALL_INPUT = 8 << 20
 

@@ -80,7 +80,11 @@ def iter_chunks(
     """Open ``path``, pick its parser and yield its chunks, updating ``stats`` as they come."""
     inp: Input = open_input(path)
     try:
-        fmt = parsers.detect(inp) if format == "auto" else format
+        if format == "auto":
+            fmt = parsers.detect(inp)
+        else:
+            parsers.check_format(format, inp)
+            fmt = format
         module = parsers.get(fmt)
         if stats is not None:
             stats.format = fmt
