@@ -311,15 +311,15 @@ def gather_nullable(buf, starts, ends):
     return offsets, data, null
 
 
+_HEX = np.full(256, -1, np.int64)
+_HEX[48:58] = np.arange(10)
+_HEX[97:103] = np.arange(10, 16)
+_HEX[65:71] = np.arange(10, 16)
+
+
 @njit(cache=CACHE, nogil=True)
 def _hexval(c):
-    if 48 <= c <= 57:
-        return c - 48
-    if 97 <= c <= 102:
-        return c - 87
-    if 65 <= c <= 70:
-        return c - 55
-    return -1
+    return _HEX[c]  # a table lookup: no branches in the digit loops
 
 
 @njit(cache=CACHE, nogil=True)
@@ -406,7 +406,11 @@ def _match(buf, s, e, ops, o0, on, lits, vals, sst, sen, row):
                     v = np.uint64(0)
                     nd = 0
                     ok = True
-                    while pos < e and 48 <= buf[pos] <= 57:
+                    while pos < e and 48 <= buf[pos] <= 57 and nd < 19:  # 19 digits never overflow
+                        v = v * np.uint64(10) + np.uint64(buf[pos] - 48)
+                        pos += 1
+                        nd += 1
+                    while pos < e and 48 <= buf[pos] <= 57:  # the 20th digit and beyond: checked
                         dgt = np.uint64(buf[pos] - 48)
                         if v > np.uint64(1844674407370955161) or (
                             v == np.uint64(1844674407370955161) and dgt > np.uint64(5)
