@@ -144,6 +144,8 @@ def run(trace: Trace) -> dict:
         "balanced": s.balanced,
         "bytes": s.bytes,
         "parse_seconds": round(s.seconds, 3),
+        "clock": s.clock,
+        "dropped_events": s.dropped_events,
         "first_ts_ns": first,
         "last_ts_ns": last,
         "span_s": None if first is None else round((last - first) / 1e9, 6),

@@ -59,6 +59,7 @@ class Chunk:
     lines: int = 0  # lines read in this block (events + other + rejected)
     nbytes: int = 0  # input bytes consumed (decompressed)
     shapes: Counter = field(default_factory=Counter)  # line shape -> number of event lines
+    dropped_events: int = 0  # events the tracer reported lost (simpletrace dropped records)
 
 
 class Parser(Protocol):

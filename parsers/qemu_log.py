@@ -17,6 +17,7 @@ from tracetool.errors import UsageError
 from tracetool.inputs import Input, iter_line_blocks
 
 name = "qemu-log"
+CLOCK = "wall clock: ns since the epoch (SEC.USEC prefix, or ISO-8601 UTC); null without a prefix"
 description = "QEMU log/stderr backend text (no prefix, PID/TID@SEC.USEC:, ISO-8601)"
 
 

@@ -143,6 +143,12 @@ def _print_summary(s: dict) -> None:
         + ("" if s["balanced"] else "  [red](counts do not add up!)[/red]")
         + f"; time span {span}; parsed in {s['parse_seconds']:.2f} s ({s['engine']} engine)"
     )
+    if s.get("clock"):
+        out.print(f"  timestamps: {s['clock']}", highlight=False)
+    if s.get("dropped_events"):
+        out.print(
+            f"  [yellow]the tracer dropped {s['dropped_events']:,} events[/yellow] (simpletrace dropped records)"
+        )
     if s["rejected_reasons"]:
         t = Table(
             title="Rejected lines (see --strict, or convert --table rejected)", title_justify="left"

@@ -33,6 +33,8 @@ class IngestStats:
     bytes: int = 0
     seconds: float = 0.0
     shapes: Counter = field(default_factory=Counter)
+    clock: str | None = None  # what ts_ns counts (the format module's CLOCK)
+    dropped_events: int = 0  # events the tracer itself lost (simpletrace dropped records)
 
     def add(self, chunk: Chunk) -> None:
         self.lines += chunk.lines
@@ -41,6 +43,7 @@ class IngestStats:
         self.rejected_lines += chunk.rejected.num_rows
         self.bytes += chunk.nbytes
         self.shapes.update(chunk.shapes)
+        self.dropped_events += chunk.dropped_events
         if chunk.lines != chunk.events.num_rows + chunk.other.num_rows + chunk.rejected.num_rows:
             raise AssertionError("parser lost lines: counts do not add up")  # a bug, not input
 
@@ -89,6 +92,7 @@ def iter_chunks(
         if stats is not None:
             stats.format = fmt
             stats.compression = inp.compression
+            stats.clock = getattr(module, "CLOCK", None)
             if hasattr(module, "choose_engine"):
                 size = inp.size * (8 if inp.compression else 1) if inp.size is not None else None
                 stats.engine = module.choose_engine(options, size)[0]
