@@ -242,6 +242,16 @@ def _print_replay(r: dict) -> None:
     for w in r["windows"]:
         if w["inferred"]:
             out.print(f"  migration {w['migration']}: inferred {'; '.join(w['inferred'])}")
+    am = r["address_map"]
+    blocks = [b for b in am["blocks"] if b["hva"]]
+    if blocks:
+        shown = ", ".join(
+            f"{b['name']}@{b['hva']} ({b['host_page_size'] >> 10} KiB pages)" for b in blocks[:4]
+        )
+        more = f" and {len(blocks) - 4} more" if len(blocks) > 4 else ""
+        out.print(
+            f"  address map: {shown}{more}; GPA map: {am['gpa_map_evidence']}", highlight=False
+        )
     for d in r["address_map"]["disagreements"]:
         out.print(f"  [yellow]address map disagreement:[/yellow] {d}")
 
