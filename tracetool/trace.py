@@ -132,7 +132,8 @@ class Trace:
             raise MissingEventError(name, self.event_counts(), path=self.path)
         batches = self._typed.get(name)
         if batches:
-            table = conform(batches, event_schema(self.catalog, name)).combine_chunks()
+            schema = event_schema(self.catalog, name) or batches[0].schema
+            table = conform(batches, schema).combine_chunks()
             n_typed = table.num_rows
             n_all = self.event_counts()[name]
             if n_typed != n_all:  # parsers reject records that match no variant: a bug if not

@@ -469,19 +469,20 @@ def _specs(ev: EventDef) -> list[bytes | Spec]:
     return got[1]
 
 
-def render_args(ev: EventDef, columns: list) -> pa.StringArray:
+def render_args(ev: EventDef, columns: list, length: int | None = None) -> pa.StringArray:
     """The argument text of every row, as QEMU's log backend prints ``ev``'s format.
 
     ``columns``: one array per entry of ``ev.columns()`` (numpy arrays or Arrow arrays; strings
     as Arrow string/binary arrays or numpy object arrays, null -> ``(null)``), all the same
-    length. Raises ``ValueError`` when the event has no renderable format or the column count
-    is wrong.
+    length. ``length`` gives the number of rows when there are no columns (an event whose
+    format reads no argument). Raises ``ValueError`` when the event has no renderable format or
+    the column count is wrong.
     """
     specs = _specs(ev)
     cols = ev.columns()
     if len(columns) != len(cols):
         raise ValueError(f"{ev.name}: {len(columns)} columns given, the format reads {len(cols)}")
-    n = len(columns[0]) if columns else 0
+    n = len(columns[0]) if columns else (length or 0)
     parts: list[pa.Array | str] = []
     row_null: np.ndarray | None = None
     k = 0

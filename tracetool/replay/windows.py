@@ -87,7 +87,7 @@ def _first_in(orders: np.ndarray, lo: int, hi: int) -> int | None:
 def find_windows(trace: Trace, order: Order) -> list[Window]:
     advise, _ = _marker(trace, order, "loadvm_postcopy_handle_advise")
     discard, _ = _marker(trace, order, "loadvm_postcopy_ram_handle_discard")
-    listen, _ = _marker(trace, order, "loadvm_postcopy_handle_listen")
+    listen, listen_tid = _marker(trace, order, "loadvm_postcopy_handle_listen")
     run, _ = _marker(trace, order, "loadvm_postcopy_handle_run")
     lt_start, lt_tid = _marker(trace, order, "postcopy_ram_listen_thread_start")
     lt_exit, _ = _marker(trace, order, "postcopy_ram_listen_thread_exit")
@@ -138,14 +138,17 @@ def find_windows(trace: Trace, order: Order) -> list[Window]:
                 w.ord["end"] = min(hi, order.n)  # half open: every line of this migration is in
                 w.inferred.append("end: not traced, taken as the end of the trace")
             # STATE_END: last line of the listen thread, else completed, else END.
+            # The id is only a thread id if the listen thread's differs from the one that
+            # handled LISTEN (QEMU <= 3.1 logs and simpletrace give the process id).
             se = None
             k = np.searchsorted(lt_start, li, side="left")
-            if k < len(lt_start) and lt_start[k] < hi and lt_tid[k] >= 0:
+            li_tid = listen_tid[np.searchsorted(listen, li)] if len(listen) else -1
+            if k < len(lt_start) and lt_start[k] < hi and lt_tid[k] >= 0 and lt_tid[k] != li_tid:
                 se = _last_line_of_tid(trace, order, int(lt_tid[k]), li, hi)
             if se is None:
                 c = _first_in(completed, li, hi)
                 se = c if c is not None else w.ord["end"]
-                w.inferred.append("state_end: no listen-thread lines, taken as completed/END")
+                w.inferred.append("state_end: no listen-thread id in the trace, taken as completed/END")
             w.ord["state_end"] = max(se, w.ord["end"])
             if cleanup is None:
                 w.ord["cleanup"] = w.ord["state_end"]

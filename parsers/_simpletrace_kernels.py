@@ -1,0 +1,332 @@
+"""Compiled (numba) kernels of the simpletrace reader: record scan, payload decode, printf.
+
+Imported only by the numba engine of :mod:`parsers.simpletrace`. ``render`` prints integer,
+pointer, char and plain ``%s`` conversions exactly like :func:`tracetool.catalog.render.render_args`
+(``tests/test_simpletrace.py`` checks they agree); formats it cannot print (floats, ``%s`` with
+a width or precision) go through ``render_args``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit  # noqa: E402  (imported after the cache folder is configured)
+
+from parsers._numba_setup import CACHE
+
+# render op kinds
+OP_LIT, OP_INT, OP_PTR, OP_STR, OP_CHAR = 0, 1, 2, 3, 4
+# flags
+F_MINUS, F_PLUS, F_SPACE, F_ALT, F_ZERO = 1, 2, 4, 8, 16
+# declared kinds (tracetool.catalog.ArgKind values)
+D_SIGNED, D_UNSIGNED, D_POINTER, D_BOOL = 0, 1, 2, 4
+
+_DIGITS_LO = np.frombuffer(b"0123456789abcdef", np.uint8).copy()
+_DIGITS_UP = np.frombuffer(b"0123456789ABCDEF", np.uint8).copy()
+
+
+@njit(cache=CACHE, nogil=True)
+def _rd32(buf, p, big):
+    b0 = np.int64(buf[p])
+    b1 = np.int64(buf[p + 1])
+    b2 = np.int64(buf[p + 2])
+    b3 = np.int64(buf[p + 3])
+    if big:
+        return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
+
+
+@njit(cache=CACHE, nogil=True)
+def _rd64(buf, p, big):
+    v = np.uint64(0)
+    for k in range(8):
+        b = np.uint64(buf[p + k]) if big else np.uint64(buf[p + 7 - k])
+        v = (v << np.uint64(8)) | b
+    return v
+
+
+@njit(cache=CACHE, nogil=True)
+def scan(buf, pos, end, v4, big, max_record, max_name, starts, ends, kinds):
+    """Record boundaries of buf[pos:end]: the rules of ``parsers.simpletrace._scan_struct``.
+
+    Returns (records found, position reached, status, offending value)."""
+    n = 0
+    cap = starts.shape[0]
+    while n < cap:
+        left = end - pos
+        if left == 0:
+            return n, pos, 0, 0
+        hsize = 0
+        if v4:
+            if left < 8:
+                return n, pos, 1, 0
+            typ = _rd64(buf, pos, big)
+            if typ > np.uint64(1):
+                return n, pos, 2, pos
+            if typ == np.uint64(0):
+                if left < 20:
+                    return n, pos, 1, 0
+                nlen = _rd32(buf, pos + 16, big)
+                if nlen == 0 or nlen > max_name:
+                    return n, pos, 5, nlen
+                if left < 20 + nlen:
+                    return n, pos, 1, 0
+                starts[n] = pos
+                ends[n] = pos + 20 + nlen
+                kinds[n] = 0
+                pos += 20 + nlen
+                n += 1
+                continue
+            hsize = 8
+        if left < hsize + 24:
+            return n, pos, 1, 0
+        length = _rd32(buf, pos + hsize + 16, big)
+        if length < 24:
+            return n, pos, 3, length
+        if length > max_record:
+            return n, pos, 4, length
+        if left < hsize + length:
+            return n, pos, 1, 0
+        starts[n] = pos
+        ends[n] = pos + hsize + length
+        kinds[n] = 1
+        pos += hsize + length
+        n += 1
+    return n, pos, 1 if pos < end else 0, 0
+
+
+@njit(cache=CACHE, nogil=True)
+def decode(buf, pst, pen, layout, big):
+    """Payloads buf[pst:pen] read with ``layout`` (1 = string argument, 0 = u64).
+
+    Returns (ok, u64 values (n, k), string starts (n, k), string lengths (n, k))."""
+    n = pst.shape[0]
+    k = layout.shape[0]
+    ok = np.zeros(n, np.bool_)
+    vals = np.zeros((n, k), np.uint64)
+    sst = np.zeros((n, k), np.int64)
+    slen = np.zeros((n, k), np.int64)
+    for i in range(n):
+        cur = pst[i]
+        e = pen[i]
+        good = True
+        for j in range(k):
+            if layout[j]:
+                if cur + 4 > e:
+                    good = False
+                    break
+                ln = _rd32(buf, cur, big)
+                if cur + 4 + ln > e:
+                    good = False
+                    break
+                sst[i, j] = cur + 4
+                slen[i, j] = ln
+                cur += 4 + ln
+            else:
+                if cur + 8 > e:
+                    good = False
+                    break
+                vals[i, j] = _rd64(buf, cur, big)
+                cur += 8
+        if good and cur == e:
+            ok[i] = True
+        else:
+            for j in range(k):
+                slen[i, j] = 0
+    return ok, vals, sst, slen
+
+
+@njit(cache=CACHE, nogil=True)
+def _pattern(r, dkind, dbits):
+    """The declared C type's value as a 64-bit pattern (wrap_int semantics)."""
+    if dkind == D_BOOL:
+        return np.uint64(1) if r != np.uint64(0) else np.uint64(0)
+    if dbits >= 64:
+        return r
+    mask = (np.uint64(1) << np.uint64(dbits)) - np.uint64(1)
+    v = r & mask
+    if dkind == D_SIGNED and (v >> np.uint64(dbits - 1)) & np.uint64(1):
+        v = v | ~mask
+    return v
+
+
+@njit(cache=CACHE, nogil=True)
+def render(buf, vals, sst, slen, ops, lits, out):
+    """Print every row's arguments into ``out`` (big enough: see ``bound``).
+
+    ``ops`` rows: kind, arg, base, flags, width, prec (-1: none), conversion bits, signed
+    conversion, upper case, declared kind, declared bits, literal offset, literal length.
+    Returns the Arrow offsets (int64, n + 1) of the rows in ``out``."""
+    n = vals.shape[0]
+    nops = ops.shape[0]
+    offs = np.empty(n + 1, np.int64)
+    tmp = np.empty(128, np.uint8)  # the printed conversion (width and precision <= 60)
+    dg = np.empty(64, np.uint8)  # its digits, last first
+    pos = 0
+    for i in range(n):
+        offs[i] = pos
+        for o in range(nops):
+            kind = ops[o, 0]
+            a = ops[o, 1]
+            if kind == OP_LIT:
+                lo = ops[o, 11]
+                ll = ops[o, 12]
+                if ll <= 8:
+                    for t in range(ll):
+                        out[pos + t] = lits[lo + t]
+                else:
+                    out[pos : pos + ll] = lits[lo : lo + ll]
+                pos += ll
+                continue
+            if kind == OP_STR:
+                ln = slen[i, a]
+                if ln == 0:  # NULL
+                    for c in (40, 110, 117, 108, 108, 41):  # (null)
+                        out[pos] = c
+                        pos += 1
+                else:
+                    s = sst[i, a]
+                    if ln <= 32:
+                        for t in range(ln):
+                            out[pos + t] = buf[s + t]
+                    else:
+                        out[pos : pos + ln] = buf[s : s + ln]
+                    pos += ln
+                continue
+            flags = ops[o, 3]
+            width = ops[o, 4]
+            prec = ops[o, 5]
+            p = _pattern(vals[i, a], ops[o, 9], ops[o, 10])
+            nb = 0  # body bytes in tmp (in order)
+            if kind == OP_CHAR:
+                b = p & np.uint64(0xFF)
+                if b < np.uint64(0x80):
+                    tmp[0] = np.uint8(b)
+                    nb = 1
+                else:
+                    tmp[0] = 0xEF
+                    tmp[1] = 0xBF
+                    tmp[2] = 0xBD
+                    nb = 3
+                blen = 1  # printf counts the one byte
+            elif kind == OP_PTR and p == np.uint64(0):
+                for c in (40, 110, 105, 108, 41):  # (nil)
+                    tmp[nb] = c
+                    nb += 1
+                blen = nb
+            else:
+                cbits = ops[o, 6]
+                signed = ops[o, 7] != 0
+                neg = False
+                if kind == OP_PTR:
+                    mag = p
+                else:
+                    if cbits < 64:
+                        m = (np.uint64(1) << np.uint64(cbits)) - np.uint64(1)
+                        p = p & m
+                        if signed and (p >> np.uint64(cbits - 1)) & np.uint64(1):
+                            p = p | ~m
+                    mag = p
+                    if signed and (p >> np.uint64(63)) & np.uint64(1):
+                        neg = True
+                        mag = ~p + np.uint64(1)
+                base = np.uint64(ops[o, 2])
+                digs = _DIGITS_UP if ops[o, 8] else _DIGITS_LO
+                # digits, last first, into dg
+                nd = 0
+                v = mag
+                if base == np.uint64(16):
+                    while v != np.uint64(0):
+                        dg[nd] = digs[v & np.uint64(15)]
+                        v = v >> np.uint64(4)
+                        nd += 1
+                elif base == np.uint64(10):
+                    while v != np.uint64(0):
+                        q = v // np.uint64(10)
+                        dg[nd] = 48 + np.uint8(v - q * np.uint64(10))
+                        v = q
+                        nd += 1
+                else:
+                    while v != np.uint64(0):
+                        dg[nd] = 48 + np.uint8(v & np.uint64(7))
+                        v = v >> np.uint64(3)
+                        nd += 1
+                if prec < 0 and nd == 0:
+                    dg[0] = 48
+                    nd = 1
+                while nd < prec:
+                    dg[nd] = 48
+                    nd += 1
+                # prefix and sign
+                pre0 = 0
+                pre1 = 0
+                npre = 0
+                if kind == OP_PTR:
+                    pre0, pre1, npre = 48, 120, 2
+                elif flags & F_ALT and base == np.uint64(16) and mag != np.uint64(0):
+                    pre0, pre1, npre = 48, 88 if ops[o, 8] else 120, 2
+                elif flags & F_ALT and base == np.uint64(8) and (nd == 0 or dg[nd - 1] != 48):
+                    pre0, npre = 48, 1
+                sign = 0
+                if signed:
+                    if neg:
+                        sign = 45
+                    elif flags & F_PLUS:
+                        sign = 43
+                    elif flags & F_SPACE:
+                        sign = 32
+                zeros = 0
+                head = (1 if sign else 0) + npre
+                zero_pad = flags & F_ZERO and not flags & F_MINUS and prec < 0
+                if zero_pad and kind != OP_PTR and width > head + nd:
+                    zeros = width - head - nd
+                if sign:
+                    tmp[nb] = sign
+                    nb += 1
+                if npre >= 1:
+                    tmp[nb] = pre0
+                    nb += 1
+                if npre == 2:
+                    tmp[nb] = pre1
+                    nb += 1
+                for _ in range(zeros):
+                    tmp[nb] = 48
+                    nb += 1
+                for t in range(nd):
+                    tmp[nb] = dg[nd - 1 - t]
+                    nb += 1
+                blen = nb
+            pad = width - blen if width > blen else 0
+            if pad and not flags & F_MINUS:
+                for _ in range(pad):
+                    out[pos] = 32
+                    pos += 1
+            for t in range(nb):
+                out[pos] = tmp[t]
+                pos += 1
+            if pad and flags & F_MINUS:
+                for _ in range(pad):
+                    out[pos] = 32
+                    pos += 1
+    offs[n] = pos
+    return offs
+
+
+@njit(cache=CACHE, nogil=True)
+def gather(data, starts, ends, total):
+    """Concatenate data[starts[i]:ends[i]]: (int32 offsets, bytes) of an Arrow string array."""
+    n = starts.shape[0]
+    offsets = np.empty(n + 1, np.int32)
+    out = np.empty(total, np.uint8)
+    o = 0
+    for i in range(n):
+        offsets[i] = o
+        a = starts[i]
+        ln = ends[i] - a
+        if ln <= 32:
+            for t in range(ln):
+                out[o + t] = data[a + t]
+        else:
+            out[o : o + ln] = data[a : a + ln]
+        o += ln
+    offsets[n] = o
+    return offsets, out
