@@ -26,7 +26,7 @@ class ParseOptions:
     catalog: Catalog = field(default_factory=Catalog.bundled)
     strict: bool = False
     engine: str = "auto"  # "auto" | "numba" | "arrow"
-    block_size: int = 16 << 20
+    block_size: int = 8 << 20  # whole lines per block: lower peak memory, same speed as 16 MB
 
 
 class NameRegistry:
