@@ -42,7 +42,15 @@ class Engine(str, Enum):
     arrow = "arrow"
 
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Input format: auto, qemu-log.")]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Input format: auto, qemu-log, simpletrace, ftrace, synthetic-jsonl, synthetic-csv, "
+        "synthetic-parquet, page-events.",
+    ),
+]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Stop at the first bad line instead of counting it.")
 ]

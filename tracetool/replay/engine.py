@@ -111,6 +111,8 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     refault, double = kernels.anomalies(pe.page, pe.kind, reset_state)
 
     qpol, qwhy = qemu_policy(opts.qemu_version, trace)
+    # Without timestamps there is no race window: a later placement is an arrival (-1).
+    race_ns = int(opts.race_window_ns) if order.ts_sorted is not None else -1
     runs: dict[str, PolicyRun] = {}
     wanted = list(opts.policies)
     if Policy.QEMU not in wanted and qpol not in wanted:
@@ -133,7 +135,7 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
             decision[in_win] = kernels.D_DEFER
         out = kernels.replay(
             pe.page, pe.order, pe.kind, pe.req, pe.ts, pe_mig, conf_lo, conf_hi, decision, nxt,
-            nxt_is_place, reset_state, int(opts.race_window_ns), n_req,
+            nxt_is_place, reset_state, race_ns, n_req,
         )  # fmt: skip
         outcome = _outcomes(decision, reqs, req_mig, in_win) if n_req else np.zeros(0, np.int8)
         key = pol.value if pol in opts.policies else "_qemu"

@@ -173,7 +173,7 @@ def replay(
                     c = 2
                 elif np_i >= 0 and order[np_i] < conf_hi[m]:
                     rel = np_i
-                    c = 2 if ts[np_i] - ts[i] <= race_ns else 3
+                    c = 2 if race_ns >= 0 and ts[np_i] - ts[i] <= race_ns else 3
                 cclass[r] = c
                 related[r] = rel
                 if c == 1:

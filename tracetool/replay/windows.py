@@ -148,7 +148,9 @@ def find_windows(trace: Trace, order: Order) -> list[Window]:
             if se is None:
                 c = _first_in(completed, li, hi)
                 se = c if c is not None else w.ord["end"]
-                w.inferred.append("state_end: no listen-thread id in the trace, taken as completed/END")
+                w.inferred.append(
+                    "state_end: no listen-thread id in the trace, taken as completed/END"
+                )
             w.ord["state_end"] = max(se, w.ord["end"])
             if cleanup is None:
                 w.ord["cleanup"] = w.ord["state_end"]
