@@ -463,6 +463,70 @@ def convert(
     )
 
 
+def _synth_opt(field: str, *names: str):
+    from tracetool.synth import HELP
+
+    return typer.Option(*(names or ("--" + field.replace("_", "-"),)), help=HELP[field])
+
+
+@app.command()
+def synth(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Trace to write (.gz compresses text forms).")
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", help="Output form: log, simpletrace, jsonl, csv, parquet."),
+    ] = "log",
+    era: Annotated[str, _synth_opt("era")] = "7.2",
+    seed: Annotated[int, _synth_opt("seed")] = 0,
+    ram: Annotated[str, _synth_opt("ram")] = "1G",
+    host_page: Annotated[str, _synth_opt("host_page")] = "4K",
+    precopy_s: Annotated[float, _synth_opt("precopy_s")] = 1.0,
+    bandwidth: Annotated[str, _synth_opt("bandwidth")] = "1G",
+    dirty: Annotated[float, _synth_opt("dirty")] = 0.05,
+    fault_rate: Annotated[float, _synth_opt("fault_rate")] = 2000.0,
+    fault_latency_us: Annotated[int, _synth_opt("fault_latency_us")] = 300,
+    zero_pages: Annotated[float, _synth_opt("zero_pages")] = 0.2,
+    inflate_before: Annotated[str, _synth_opt("inflate_before")] = "4%",
+    deflate_before: Annotated[str, _synth_opt("deflate_before")] = "1%",
+    inflate_during: Annotated[str, _synth_opt("inflate_during")] = "2%",
+    deflate_during: Annotated[str, _synth_opt("deflate_during")] = "0.5%",
+    inflate_after: Annotated[str, _synth_opt("inflate_after")] = "2%",
+    deflate_after: Annotated[str, _synth_opt("deflate_after")] = "1%",
+    plant: Annotated[int, _synth_opt("plant")] = 4,
+    tail: Annotated[bool, _synth_opt("tail", "--tail/--no-tail")] = True,
+    refault_races: Annotated[int, _synth_opt("refault_races")] = 2,
+    migrations: Annotated[int, _synth_opt("migrations")] = 1,
+    other_lines: Annotated[int, _synth_opt("other_lines")] = 20,
+    damaged_lines: Annotated[int, _synth_opt("damaged_lines")] = 4,
+    balloon_thread: Annotated[str, _synth_opt("balloon_thread")] = "main",
+    aslr: Annotated[bool, _synth_opt("aslr", "--aslr/--no-aslr")] = False,
+    truth: Annotated[
+        Path | None,
+        typer.Option("--truth", help="Where to write the truth file (default: OUT.truth.json)."),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Generate a seeded, realistic destination trace of balloon x postcopy migrations, and the
+    ground truth of what it holds (docs/synth.md)."""
+    from tracetool.synth import Scenario, generate
+
+    sc = Scenario(
+        era=era, seed=seed, ram=ram, host_page=host_page, precopy_s=precopy_s,
+        bandwidth=bandwidth, dirty=dirty, fault_rate=fault_rate,
+        fault_latency_us=fault_latency_us, zero_pages=zero_pages,
+        inflate_before=inflate_before, deflate_before=deflate_before,
+        inflate_during=inflate_during, deflate_during=deflate_during,
+        inflate_after=inflate_after, deflate_after=deflate_after, plant=plant, tail=tail,
+        refault_races=refault_races, migrations=migrations, other_lines=other_lines,
+        damaged_lines=damaged_lines, balloon_thread=balloon_thread, aslr=aslr,
+    )  # fmt: skip
+    with _progress(f"writing {output.name}", not quiet) as progress:
+        res = generate(sc, output, fmt, truth_path=truth, progress=progress)
+    sys.stdout.write(res.summary() + "\n")
+
+
 def main() -> None:
     """Entry point: run the app, turning tracetool errors into one line and exit code 2."""
     try:
