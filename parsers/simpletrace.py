@@ -454,6 +454,23 @@ def _strings_at(
     return arr
 
 
+def _strings_hold_nul(buf, views, sst, slen, layout) -> np.ndarray:
+    """Rows whose string arguments hold a NUL byte: QEMU writes C strings, so such a layout is
+    the wrong variant (a <= 6.2 ``loadvm_process_command(uint16_t com, ...)`` payload also fits
+    the 7.0+ ``(const char *s, ...)`` layout, as a string of NULs)."""
+    nz = views.get("nulcum")
+    if nz is None:
+        nz = views["nulcum"] = np.concatenate(([0], np.cumsum(buf == 0, dtype=np.int64)))
+    bad = np.zeros(len(sst), bool)
+    for j, is_str in enumerate(layout):
+        if is_str:
+            st, ln = sst[:, j], slen[:, j]
+            bad |= (ln > 0) & (
+                nz[np.minimum(st + ln, len(nz) - 1)] - nz[np.minimum(st, len(nz) - 1)] > 0
+            )
+    return bad
+
+
 def _decode_payloads(buf, views, pst, pen, layout, big, compiled=False):
     """Decode payloads buf[pst:pen] with ``layout`` (True = string argument): numpy structured
     views for string-free layouts, one vectorised step per argument otherwise (or the compiled
@@ -764,6 +781,8 @@ def _decode_block(buf, starts, ends, kinds, offset, ctx: SimpleContext, order, p
             ok, vals, sst, slen = _decode_payloads(
                 buf, views, pst[remaining], pen[remaining], layout, big, compiled
             )
+            if any(layout) and ok.any():
+                ok &= ~_strings_hold_nul(buf, views, sst, slen, layout)
             if not ok.any():
                 continue
             got = remaining[ok]

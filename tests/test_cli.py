@@ -201,7 +201,16 @@ def test_convert_event_with_two_variants_keeps_line_order(monkeypatch, capsys, t
     import tracetool
 
     out_path = tmp_path / "faults.parquet"
-    code, _, _ = run(monkeypatch, capsys, "convert", MIXED, "-o", out_path, "-t", "postcopy_ram_fault_thread_request")
+    code, _, _ = run(
+        monkeypatch,
+        capsys,
+        "convert",
+        MIXED,
+        "-o",
+        out_path,
+        "-t",
+        "postcopy_ram_fault_thread_request",
+    )
     assert code == 0
     got = pq.read_table(out_path)
     assert got.column_names == ["ts_ns", "tid", "line", "hostaddr", "ramblock", "offset", "pid"]
@@ -212,6 +221,8 @@ def test_convert_event_with_two_variants_keeps_line_order(monkeypatch, capsys, t
 
 def test_convert_uncatalogued_event(monkeypatch, capsys, tmp_path):
     out_path = tmp_path / "u.csv"
-    code, _, _ = run(monkeypatch, capsys, "convert", MIXED, "-o", out_path, "-t", "some_uncatalogued_event")
+    code, _, _ = run(
+        monkeypatch, capsys, "convert", MIXED, "-o", out_path, "-t", "some_uncatalogued_event"
+    )
     assert code == 0
     assert pacsv.read_csv(out_path)["args"].to_pylist() == ["whatever 1 2 3"]

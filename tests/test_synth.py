@@ -202,12 +202,6 @@ def test_round_trip_simpletrace_gives_the_same_events_as_the_log(tmp_path, era):
     assert len(pids) == 3  # the boot process and the two destinations
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parsers/simpletrace.py picks the newest layout-compatible variant: a QEMU <= 6.2 "
-    "loadvm_process_command(uint16 com=4, len) payload also reads as the 7.0+ (const char *s) "
-    "form, a 4-byte string of NULs, so 'com=0x4' comes back as 'com=\\x00\\x00\\x00\\x00'",
-)
 def test_round_trip_simpletrace_4x_numeric_commands(tmp_path):
     got = _load_all(tmp_path, "4.x", ["log", "simpletrace"])
     assert got["simpletrace"][0].events["args"].equals(got["log"][0].events["args"])
@@ -246,13 +240,6 @@ def test_replay_matches_the_truth_with_hugepages(tmp_path, era):
     assert r.truth["qemu"]["discards_traced"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: a hugetlbfs zero page prints postcopy_place_page_zero then "
-    "postcopy_place_page (UFFDIO_ZEROPAGE does not work on hugetlbfs, QEMU falls back to a copy "
-    "of a zero page: migration/postcopy-ram.c postcopy_place_page_zero); the replay counts the "
-    "second line as an observed double place",
-)
 def test_hugetlbfs_zero_pages_are_not_double_places(tmp_path):
     r = synth(tmp_path, era="7.2", seed=4, host_page="2M", ram="256M", bandwidth="64M")
     assert r.truth["qemu"]["hugetlb_zero_place_pairs"] > 0

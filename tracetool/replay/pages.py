@@ -69,6 +69,26 @@ def _np(t: pa.Table, col: str) -> np.ndarray:
     return t[col].to_numpy(zero_copy_only=False)
 
 
+def _zero_page_companions(trace: Trace, threads: ThreadOrder) -> np.ndarray:
+    """Lines of postcopy_place_page that complete a postcopy_place_page_zero: the next
+    placement on the same thread, at the same address (the hugetlbfs zero-page fallback)."""
+    if "postcopy_place_page_zero" not in trace or "postcopy_place_page" not in trace:
+        return np.zeros(0, np.int64)
+    z = trace.table("postcopy_place_page_zero")
+    p = trace.table("postcopy_place_page")
+    shift = np.int64(1) << np.int64(40)
+    p_tid = p["tid"].fill_null(-1).to_numpy().astype(np.int64)
+    p_key = p_tid * shift + _np(p, "line")
+    srt = np.argsort(p_key)
+    p_key, p_host, p_lines = p_key[srt], _np(p, "host_addr")[srt], _np(p, "line")[srt]
+    z_tid = z["tid"].fill_null(-1).to_numpy().astype(np.int64)
+    pos = np.searchsorted(p_key, z_tid * shift + _np(z, "line"), side="right")
+    ok = pos < len(p_key)
+    pos = np.minimum(pos, len(p_key) - 1)
+    ok &= (p_key[pos] // shift == z_tid) & (p_host[pos] == _np(z, "host_addr"))
+    return p_lines[pos[ok]]
+
+
 def _check_observed(trace, threads, requests, blk, off, base) -> int:
     """An inflate counts as applied only if the discard that follows it is of its own page
     (when the page's HVA is known); otherwise its outcome becomes unknown. Returns how many."""
@@ -124,13 +144,17 @@ def build(
             b.add(kd, blk[sel], page_of(blk[sel], off[sel]), requests.order[sel], requests.line[sel],
                   off[sel], hva, req=sel)  # fmt: skip
 
-    # Placements.
+    # Placements. On hugetlbfs QEMU places a zero page by copying one: postcopy_place_page_zero
+    # then postcopy_place_page of the same address on the same thread is ONE placement.
+    companion = _zero_page_companions(trace, threads)
     for ev in ("postcopy_place_page", "postcopy_place_page_zero"):
         if ev in trace:
             t = trace.table(ev)
             hva = _np(t, "host_addr").astype(np.int64)
             blk, off = amap.hva_to_block(hva)
             ok = blk >= 0
+            if ev == "postcopy_place_page" and len(companion):
+                ok &= ~np.isin(_np(t, "line"), companion)
             b.add(Kind.PLACE, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(_np(t, "line")[ok]),
                   _np(t, "line")[ok], off[ok], hva[ok])  # fmt: skip
 
