@@ -133,7 +133,7 @@ class Trace:
         batches = self._typed.get(name)
         if batches:
             schema = event_schema(self.catalog, name) or batches[0].schema
-            table = conform(batches, schema).combine_chunks()
+            table = conform(batches, schema)
             n_typed = table.num_rows
             n_all = self.event_counts()[name]
             if n_typed != n_all:  # parsers reject records that match no variant: a bug if not
