@@ -27,7 +27,7 @@ from parsers.synthetic_parquet import (
     COLUMNS,
     RecordDecoder,
     Rejects,
-    canonical_columns,
+    canonical_chunk,
     choose_engine,
     other_batch,
     reject_binary,
@@ -172,15 +172,12 @@ def parse(inp: Input, options: ParseOptions) -> Iterator[Chunk]:
         rows = rows[good]
         row_text = row_text.filter(pa.array(good))
         data_cols = {c: table.column(c).combine_chunks() for c in wanted}
-        keep, cols = canonical_columns(data_cols, lineno[rows], row_text, rejects)
-        yield dec.chunk(
-            cols["event"],
-            cols["args"],
-            cols["ts_ns"],
-            cols["tid"],
-            cols["line"].to_numpy(),
-            texts=row_text.take(pa.array(keep)),
-            rejects=rejects,
+        yield canonical_chunk(
+            dec,
+            data_cols,
+            lineno[rows],
+            row_text,
+            rejects,
             other=other_b,
             lines=n,
             nbytes=len(data),

@@ -25,7 +25,7 @@ from parsers.base import Chunk, ParseOptions
 from parsers.synthetic_parquet import (
     RecordDecoder,
     Rejects,
-    canonical_columns,
+    canonical_chunk,
     choose_engine,
     other_batch,
     reject_binary,
@@ -170,17 +170,7 @@ def parse(inp: Input, options: ParseOptions) -> Iterator[Chunk]:
             rejects.add(lineno[rows[~good]], reasons, row_text.filter(pa.array(~good)))
             rows = rows[good]
             row_text = row_text.filter(pa.array(good))
-        keep, c = canonical_columns(cols, lineno[rows], row_text, rejects)
-        yield dec.chunk(
-            c["event"],
-            c["args"],
-            c["ts_ns"],
-            c["tid"],
-            c["line"].to_numpy(),
-            texts=row_text.take(pa.array(keep)),
-            rejects=rejects,
-            other=other,
-            lines=n,
-            nbytes=len(data),
+        yield canonical_chunk(
+            dec, cols, lineno[rows], row_text, rejects, other=other, lines=n, nbytes=len(data)
         )
         first += n

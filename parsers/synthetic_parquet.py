@@ -258,6 +258,15 @@ def int_strings(s: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return vals, present, present & (~shape | over)
 
 
+def canonical_chunk(dec, data_cols: dict, default_line, texts: pa.Array, rejects, **kw):
+    """The chunk of rows given as canonical columns: checked (bad rows rejected), decoded."""
+    keep, c = canonical_columns(data_cols, default_line, texts, rejects)
+    return dec.chunk(
+        c["event"], c["args"], c["ts_ns"], c["tid"], c["line"].to_numpy(),
+        texts=texts.take(pa.array(keep)), rejects=rejects, **kw,
+    )  # fmt: skip
+
+
 def canonical_columns(
     cols: dict[str, pa.Array], default_line: np.ndarray, texts: pa.Array, rejects: Rejects
 ) -> tuple[np.ndarray, dict[str, pa.Array]]:
@@ -375,18 +384,7 @@ def parse(inp: Input, options: ParseOptions) -> Iterator[Chunk]:
         texts = pc.binary_join_element_wise(
             ev.cast(pa.string()).fill_null(""), args.cast(pa.string()).fill_null(""), " "
         )
-        keep, c = canonical_columns(data, default_line, texts, rejects)
-        yield dec.chunk(
-            c["event"],
-            c["args"],
-            c["ts_ns"],
-            c["tid"],
-            c["line"].to_numpy(),
-            texts=texts.take(pa.array(keep)),
-            rejects=rejects,
-            lines=n,
-            nbytes=batch.nbytes,
-        )
+        yield canonical_chunk(dec, data, default_line, texts, rejects, lines=n, nbytes=batch.nbytes)
         row += n
 
 

@@ -31,3 +31,19 @@ def shared_trace(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared capture not available: {path}")
     return path
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``tracetool ARGS`` in-process through the real entry point: (exit code, out, err)."""
+    import sys
+
+    from tracetool.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["tracetool", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -13,19 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import DST_EXCERPT, MIXED, SRC_EXCERPT
-from tracetool.cli import main
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``tracetool ARGS`` in-process through the real entry point."""
-    monkeypatch.setattr(sys, "argv", ["tracetool", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.conftest import run_cli as run
 
 
 def grep_count(path, pattern: str) -> int:

@@ -10,13 +10,12 @@ its offset.
 from __future__ import annotations
 
 import json
-import sys
 
 import pyarrow.csv as pacsv
 import pytest
 
+from tests.conftest import run_cli as cli
 from tests.replay_traces import GIB, HVA, T, ns, postcopy
-from tracetool.cli import main
 
 POLICIES = ("no-inhibit", "inhibit", "inhibit-discard", "defer")
 AFTER, IN_FLIGHT, BEFORE = "discard-after-place", "discard-in-flight", "discard-before-arrival"
@@ -812,17 +811,6 @@ def test_host_page_size_option(tmp_path):
 
 
 # -- the command line --------------------------------------------------------------------------
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["tracetool", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def conflicting_trace() -> T:

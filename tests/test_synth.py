@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -20,7 +19,7 @@ import pyarrow.compute as pc
 import pytest
 
 import tracetool
-from tracetool.cli import main
+from tests.conftest import run_cli
 from tracetool.errors import UsageError
 from tracetool.synth import ERAS, Scenario, generate, truth_path_for
 
@@ -297,17 +296,6 @@ def test_truth_file_schema(tmp_path):
 
 
 # -- CLI -----------------------------------------------------------------------------------
-
-
-def run_cli(monkeypatch, capsys, *args: str):
-    monkeypatch.setattr(sys, "argv", ["tracetool", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_synth_writes_trace_and_truth(monkeypatch, capsys, tmp_path):
