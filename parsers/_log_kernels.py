@@ -123,13 +123,16 @@ def _is_name_char(c):
 
 @njit(cache=CACHE, nogil=True)
 def line_bounds(buf):
-    """Start and end (without the newline and a trailing CR) of every line of ``buf``; the last
-    line may lack its newline. Two passes: count, then fill (no temporary arrays)."""
+    """Start and end (without the newline and a trailing CR) of every line of ``buf``, and
+    whether any byte is NUL or non-ASCII; the last line may lack its newline. Two passes:
+    count, then fill (no temporary arrays)."""
     size = buf.shape[0]
     n = 0
+    odd = 0  # any NUL or non-ASCII byte (checked in the same pass, kept branch-free)
     for i in range(size):
-        if buf[i] == 10:
-            n += 1
+        c = buf[i]
+        n += c == 10
+        odd |= (c == 0) | (c >= 128)
     if size and buf[size - 1] != 10:
         n += 1
     starts = np.empty(n, np.int64)
@@ -151,7 +154,7 @@ def line_bounds(buf):
         if e > s and buf[e - 1] == 13:
             e -= 1
         ends[j] = e
-    return starts, ends
+    return starts, ends, odd
 
 
 @njit(cache=CACHE, nogil=True)

@@ -189,7 +189,8 @@ def _scratch(ctx: LogContext, n: int, ncols: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return K.line_bounds(buf)
+    starts, ends, _odd = K.line_bounds(buf)
+    return starts, ends
 
 
 def _flag_lines(buf, starts, ends) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -211,13 +212,13 @@ def _flag_lines(buf, starts, ends) -> tuple[np.ndarray | None, np.ndarray | None
 def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
     """Decode one block of whole lines (any bytes-like object) into a :class:`Chunk`."""
     buf = np.frombuffer(data, np.uint8)
-    starts, ends = _line_bounds(buf)
+    starts, ends, odd = K.line_bounds(buf)
     n = len(starts)
     names = _names(ctx)
     shape, status, tid, ts, ns, ne, bs, h, nid = names.scan(buf, starts, ends)
     if names.learn(buf, nid, h, ns, ne):
         shape, status, tid, ts, ns, ne, bs, h, nid = names.scan(buf, starts, ends)
-    nul, bad_utf8 = _flag_lines(buf, starts, ends)
+    nul, bad_utf8 = _flag_lines(buf, starts, ends) if odd else (None, None)
 
     # Reasons: 0 none, 1 no name after ID@, 2 bad tid, 3 NUL, 4 UTF-8, 5 + name id: no format match
     reason = np.zeros(n, np.int64)
