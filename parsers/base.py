@@ -71,10 +71,13 @@ class Parser(Protocol):
 
 
 def typed_schema(ev: EventDef) -> pa.Schema:
-    """Schema of the typed table of one event definition."""
-    fields = list(EVENT_KEY_FIELDS)
-    fields += [pa.field(c.name, ARROW_TYPES[c.kind]) for c in ev.columns()]
-    return pa.schema(fields)
+    """Schema of the typed table of one event definition (computed once per definition)."""
+    got = ev.__dict__.get("_typed_schema")
+    if got is None:
+        fields = list(EVENT_KEY_FIELDS)
+        fields += [pa.field(c.name, ARROW_TYPES[c.kind]) for c in ev.columns()]
+        got = ev.__dict__["_typed_schema"] = pa.schema(fields)
+    return got
 
 
 def empty_batch(schema: pa.Schema) -> pa.RecordBatch:

@@ -65,6 +65,9 @@ class EventDef:
     def columns(self) -> list[Column]:
         """Typed columns, one per conversion; a ``%s`` is a string, a char* printed otherwise
         is its pointer value."""
+        cached = self.__dict__.get("_columns")
+        if cached is not None:
+            return cached
         if self.plan is None:
             return []
         cols = []
@@ -75,6 +78,7 @@ class EventDef:
             elif kind is ArgKind.STRING:
                 kind, bits = ArgKind.POINTER, 64
             cols.append(Column(arg.name, kind, bits, tok.kind))
+        self.__dict__["_columns"] = cols
         return cols
 
     def signature(self) -> str:
