@@ -268,24 +268,20 @@ def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
         u, first = np.unique(ev_nid[fresh], return_index=True)
         for j in u[np.argsort(first)]:
             names.reg[j] = ctx.registry.id(names.names[j])
-    sel = (lambda a: a) if all_events else (lambda a: a[ev_idx])  # noqa: E731
-    ev_shape = sel(shape)
+    ts_o, tid_o, ts_null, tid_null, code, offsets, data_o = K.gather_events(
+        buf, ev_idx, ts, tid, shape, bs, ends, names.reg, nid
+    )
     events = pa.RecordBatch.from_arrays(
         [
-            _masked(sel(ts), pa.int64(), ev_shape == 0),
-            _masked(sel(tid).astype(np.int32), pa.int32(), ev_shape != SHAPE_ID),
-            pa.DictionaryArray.from_arrays(
-                pa.array(names.reg[ev_nid].astype(np.int32)), ctx.registry.dictionary()
-            ),
-            pa.array(
-                np.arange(first_line, first_line + n, dtype=np.int64)
-                if all_events
-                else ev_idx + first_line
-            ),
-            _string_array(buf, sel(bs), np.maximum(sel(ends), sel(bs))),
+            _masked(ts_o, pa.int64(), ts_null),
+            _masked(tid_o, pa.int32(), tid_null),
+            pa.DictionaryArray.from_arrays(pa.array(code), ctx.registry.dictionary()),
+            pa.array(ev_idx + first_line),
+            pa.StringArray.from_buffers(len(ev_idx), pa.py_buffer(offsets), pa.py_buffer(data_o)),
         ],
         schema=EVENTS_SCHEMA,
     )
+    ev_shape = shape[ev_idx] if not all_events else shape
     if all_events:
         other = pa.RecordBatch.from_arrays(
             [pa.array([], pa.int64()), pa.array([], pa.string())], schema=OTHER_SCHEMA
