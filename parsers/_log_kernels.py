@@ -158,6 +158,57 @@ def line_bounds(buf):
 
 
 @njit(cache=CACHE, nogil=True)
+def flag_lines(buf, starts, ends):
+    """Per line: holds a NUL byte; is not well-formed UTF-8 (Unicode table 3-7, as Python's
+    strict decoder: no overlongs, no surrogates, nothing above U+10FFFF). A line's bytes
+    end at ``ends`` (the newline and a trailing CR are not part of it)."""
+    n = starts.shape[0]
+    nul = np.zeros(n, np.bool_)
+    bad = np.zeros(n, np.bool_)
+    for li in range(n):
+        p = starts[li]
+        e = ends[li]
+        while p < e:
+            c = buf[p]
+            if c < 0x80:
+                if c == 0:
+                    nul[li] = True
+                p += 1
+                continue
+            if 0xC2 <= c <= 0xDF:
+                need, lo, hi = 1, 0x80, 0xBF
+            elif c == 0xE0:
+                need, lo, hi = 2, 0xA0, 0xBF
+            elif 0xE1 <= c <= 0xEC or c == 0xEE or c == 0xEF:
+                need, lo, hi = 2, 0x80, 0xBF
+            elif c == 0xED:
+                need, lo, hi = 2, 0x80, 0x9F
+            elif c == 0xF0:
+                need, lo, hi = 3, 0x90, 0xBF
+            elif 0xF1 <= c <= 0xF3:
+                need, lo, hi = 3, 0x80, 0xBF
+            elif c == 0xF4:
+                need, lo, hi = 3, 0x80, 0x8F
+            else:
+                bad[li] = True
+                p += 1
+                continue
+            if p + need >= e + 1 or not (lo <= buf[p + 1] <= hi):
+                bad[li] = True
+                p += 1
+                continue
+            ok = True
+            for k in range(2, need + 1):
+                if not (0x80 <= buf[p + k] <= 0xBF):
+                    ok = False
+                    break
+            if not ok:
+                bad[li] = True
+            p += need + 1
+    return nul, bad
+
+
+@njit(cache=CACHE, nogil=True)
 def lookup_name(buf, a, b, h, slot_hash, slot_id, name_off, name_pool, mask):
     """Id of the name buf[a:b] (hash h) in the open-addressing name table, or -1."""
     i = h & mask

@@ -194,19 +194,10 @@ def _line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _flag_lines(buf, starts, ends) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Lines holding a NUL byte, and lines that are not valid UTF-8 (None when there are none)."""
-    nul = bad = None
-    if len(buf) and buf.min() == 0:
-        nul = np.zeros(len(starts), bool)
-        nul[np.searchsorted(starts, np.flatnonzero(buf == 0), "right") - 1] = True
-    if len(buf) and buf.max() >= 0x80:
-        bad = np.zeros(len(starts), bool)
-        for li in np.unique(np.searchsorted(starts, np.flatnonzero(buf >= 0x80), "right") - 1):
-            try:
-                buf[starts[li] : ends[li]].tobytes().decode("utf-8")
-            except UnicodeDecodeError:
-                bad[li] = True
-    return nul, bad
+    """Lines holding a NUL byte, and lines that are not valid UTF-8 (None when there are none);
+    only called for blocks that hold a NUL or non-ASCII byte."""
+    nul, bad = K.flag_lines(buf, starts, ends)
+    return (nul if nul.any() else None), (bad if bad.any() else None)
 
 
 def decode_block_numba(data, first_line: int, ctx: LogContext) -> Chunk:
