@@ -246,12 +246,6 @@ def test_hugetlbfs_zero_pages_are_not_double_places(tmp_path):
     assert res.summary["anomalies"] == r.truth["replay"]["anomalies"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: one address map per trace; each destination process maps its RAM at its "
-    "own HVA (ASLR), so the placements of the second migration land on the wrong pages (the "
-    "disagreement is only listed in address_map.disagreements)",
-)
 def test_replay_of_migrations_in_processes_with_their_own_addresses(tmp_path):
     r = synth(tmp_path, seed=3, aslr=True)
     assert differences(tracetool.load(r.path).replay(), r.truth) == []

@@ -62,6 +62,10 @@ class AddressMap:
     gpa_evidence: str = ""
     notes: list[str] = field(default_factory=list)
     disagreements: list[str] = field(default_factory=list)
+    #: migration -> block name -> HVA base, from that migration's range events (a trace may hold
+    #: several destination processes, each with its own mapping)
+    mig_hva: dict[int, dict[str, int]] = field(default_factory=dict)
+    mig_of: object = None  # callable: line numbers -> migration index
 
     def block(self, name: str) -> Block:
         b = self.blocks.get(name)
@@ -84,17 +88,59 @@ class AddressMap:
         idx = enc.indices.fill_null(len(ids) - 1).to_numpy(zero_copy_only=False)
         return ids[idx]
 
-    def hva_to_block(self, hva: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(block id or -1, offset) of host virtual addresses."""
-        known = [b for b in self.blocks.values() if b.hva is not None and b.length]
+    def per_migration(self) -> bool:
+        """Whether migrations of this trace map some block at different addresses."""
+        seen: dict[str, set[int]] = {}
+        for bases in self.mig_hva.values():
+            for name, hva in bases.items():
+                seen.setdefault(name, set()).add(hva)
+        return any(len(v) > 1 for v in seen.values())
+
+    def base_of(self, name: str, mig: int) -> int | None:
+        """HVA base of a block in one migration (its own range events, else the trace's)."""
+        if mig < 0 and self.per_migration():
+            return None  # before the first ADVISE: another process, whose addresses we do not know
+        got = self.mig_hva.get(mig, {}).get(name)
+        return got if got is not None else self.blocks[name].hva if name in self.blocks else None
+
+    def bases(self, mig: np.ndarray) -> np.ndarray:
+        """(rows, blocks) HVA bases for rows of the given migrations (0 when unknown)."""
+        names = self.names()
+        table = {m: [self.base_of(n, int(m)) or 0 for n in names] for m in np.unique(mig)}
+        out = np.zeros((len(mig), max(len(names), 1)), np.int64)
+        for m, row in table.items():
+            out[mig == m, : len(names)] = row
+        return out
+
+    def hva_to_block(
+        self, hva: np.ndarray, lines: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(block id or -1, offset) of host virtual addresses (of trace ``lines``, when the
+        migrations map RAM at different addresses)."""
+        if lines is not None and self.mig_of is not None and self.per_migration():
+            mig = self.mig_of(lines)
+            block = np.full(len(hva), -1, np.int64)
+            offset = np.zeros(len(hva), np.int64)
+            for m in np.unique(mig):
+                sel = mig == m
+                block[sel], offset[sel] = self._hva_to_block(hva[sel], int(m))
+            return block, offset
+        return self._hva_to_block(hva, None)
+
+    def _hva_to_block(self, hva: np.ndarray, mig: int | None) -> tuple[np.ndarray, np.ndarray]:
+        known = []
+        for b in self.blocks.values():
+            base = b.hva if mig is None else self.base_of(b.name, mig)
+            if base is not None and b.length:
+                known.append((base, b))
         block = np.full(len(hva), -1, np.int64)
         offset = np.zeros(len(hva), np.int64)
         if not known:
             return block, offset
-        known.sort(key=lambda b: b.hva)
-        starts = np.array([b.hva for b in known], np.uint64)
-        ends = starts + np.array([b.length for b in known], np.uint64)
-        ids = np.array([b.id for b in known], np.int64)
+        known.sort(key=lambda kb: kb[0])
+        starts = np.array([k for k, _ in known], np.uint64)
+        ends = starts + np.array([b.length for _, b in known], np.uint64)
+        ids = np.array([b.id for _, b in known], np.int64)
         h = hva.astype(np.uint64)
         i = np.searchsorted(starts, h, side="right") - 1
         ok = (i >= 0) & (h < ends[np.maximum(i, 0)])
@@ -176,10 +222,10 @@ def _col(t, name):
 
 
 def learn(
-    trace: Trace, memory_map: str | None = None, host_page_size: int | None = None
+    trace: Trace, memory_map: str | None = None, host_page_size: int | None = None, mig_of=None
 ) -> AddressMap:
     """Build the address map of a trace (see the module docstring)."""
-    amap = AddressMap()
+    amap = AddressMap(mig_of=mig_of)
     # 1. Block ranges.
     for ev in RANGE_EVENTS:
         if ev not in trace:
@@ -187,17 +233,28 @@ def learn(
         t = trace.table(ev)
         if "host_addr" not in t.column_names:
             continue
-        for name, hva, off, length in zip(
+        migs = (
+            mig_of(t["line"].to_numpy()) if mig_of is not None else np.zeros(t.num_rows, np.int64)
+        )
+        for name, hva, off, length, m in zip(
             t["ramblock"].to_pylist(), t["host_addr"].to_pylist(), t["offset"].to_pylist(),
-            t["length"].to_pylist(), strict=True,
+            t["length"].to_pylist(), migs.tolist(), strict=True,
         ):  # fmt: skip
             b = amap.block(name)
+            mine = amap.mig_hva.setdefault(int(m), {})
             if b.hva is None:
                 b.hva, b.length, b.ram_addr, b.hva_evidence = hva, length, off, ev
-            elif (b.hva, b.length) != (hva, length):
+            if name not in mine:
+                mine[name] = hva
+            elif mine[name] != hva or (b.length or 0) != length:
                 amap.disagreements.append(
-                    f"{ev}: {name} at {hex(hva)}+{hex(length)}, earlier {hex(b.hva)}+{hex(b.length or 0)}"
+                    f"{ev}: {name} at {hex(hva)}+{hex(length)} in migration {m}, earlier "
+                    f"{hex(mine[name])}+{hex(b.length or 0)}"
                 )
+    if amap.per_migration():
+        amap.notes.append(
+            "the migrations map RAM at different host addresses: one map per migration"
+        )
     # 2. Host page sizes.
     for b in amap.blocks.values():
         if host_page_size:
@@ -223,10 +280,11 @@ def learn(
 def _detect_page_sizes(trace: Trace, amap: AddressMap) -> None:
     if "postcopy_place_page" not in trace:
         return
-    hva = _col(trace.table("postcopy_place_page"), "host_addr")
+    t = trace.table("postcopy_place_page")
+    hva = _col(t, "host_addr")
     if hva is None or not len(hva):
         return
-    block, offset = amap.hva_to_block(hva)
+    block, offset = amap.hva_to_block(hva, _col(t, "line"))
     for b in amap.blocks.values():
         offs = offset[block == b.id]
         if len(offs) < 8:
@@ -264,7 +322,13 @@ def _check_bases(
             b.hva, b.hva_evidence = base, f"{ev} (HVA - offset)"
             amap.notes.append(f"{name}: HVA base {hex(base)} learned from {ev}")
             continue
-        bad = int(np.count_nonzero((d < b.hva) | (d >= b.hva + b.page_size)))
+        expect = np.full(len(d), b.hva, np.int64)
+        if amap.mig_of is not None and amap.per_migration():
+            mig = amap.mig_of(_col(t, "line")[mask])
+            for m in np.unique(mig):
+                expect[mig == m] = amap.base_of(name, int(m)) or b.hva
+        e = expect.astype(np.uint64)
+        bad = int(np.count_nonzero((d < e) | (d >= e + np.uint64(b.page_size))))
         if bad:
             amap.disagreements.append(
                 f"{ev}: {bad} of {len(d)} records of {name} put its base elsewhere than {hex(b.hva)}"

@@ -93,7 +93,14 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     opts = options or ReplayOptions()
     order = windows.Order(trace)
     ws = windows.find_windows(trace, order)
-    amap = addresses.learn(trace, opts.memory_map, opts.host_page_size)
+    advise = np.array([w.ord["advise"] for w in ws], np.int64)
+
+    def mig_of_lines(lines: np.ndarray) -> np.ndarray:
+        if not len(advise):
+            return np.zeros(len(lines), np.int64)
+        return np.searchsorted(advise, order.of_lines(lines), side="right") - 1  # -1: before
+
+    amap = addresses.learn(trace, opts.memory_map, opts.host_page_size, mig_of_lines)
     threads = balloon.ThreadOrder(trace)
     reqs = balloon.resolve(trace, order.of_lines, threads)
     pe, info = pages.build(trace, amap, order, ws, reqs, threads)

@@ -97,8 +97,8 @@ def _check_observed(trace, threads, requests, blk, off, base) -> int:
     cand = np.flatnonzero((requests.observed == OBS_APPLIED) & (blk >= 0) & (off >= 0))
     if not len(cand) or "ram_block_discard_range" not in trace:
         return 0
-    want = base[blk[cand]] + (off[cand] // 4096) * 4096
-    known = base[blk[cand]] > 0
+    want = base[cand] + (off[cand] // 4096) * 4096
+    known = base[cand] > 0
     rows = threads.next_row(requests.tid[cand], requests.line[cand])
     d = trace.table("ram_block_discard_range")
     d_lines = _np(d, "line")
@@ -136,11 +136,15 @@ def build(
         kind = np.where(requests.direction == INFLATE, int(Kind.INFLATE),
                         np.where(requests.direction == DEFLATE, int(Kind.DEFLATE), int(Kind.BALLOON_UNKNOWN)))  # fmt: skip
         idx = np.flatnonzero(ok)
-        base = np.array([amap.blocks[n].hva or 0 for n in amap.names()], np.int64)
-        info["observed_other_page"] = _check_observed(trace, threads, requests, blk, off, base)
+        mig = (
+            amap.mig_of(requests.line) if amap.mig_of is not None else np.zeros(len(blk), np.int64)
+        )
+        base_rows = amap.bases(mig)  # per request: its migration's base of every block
+        base_req = np.where(blk >= 0, base_rows[np.arange(len(blk)), np.maximum(blk, 0)], 0)
+        info["observed_other_page"] = _check_observed(trace, threads, requests, blk, off, base_req)
         for kd in (Kind.INFLATE, Kind.DEFLATE):
             sel = idx[kind[idx] == int(kd)]
-            hva = np.where(base[blk[sel]] > 0, base[blk[sel]] + off[sel], 0)
+            hva = np.where(base_req[sel] > 0, base_req[sel] + off[sel], 0)
             b.add(kd, blk[sel], page_of(blk[sel], off[sel]), requests.order[sel], requests.line[sel],
                   off[sel], hva, req=sel)  # fmt: skip
 
@@ -151,7 +155,7 @@ def build(
         if ev in trace:
             t = trace.table(ev)
             hva = _np(t, "host_addr").astype(np.int64)
-            blk, off = amap.hva_to_block(hva)
+            blk, off = amap.hva_to_block(hva, _np(t, "line"))
             ok = blk >= 0
             if ev == "postcopy_place_page" and len(companion):
                 ok &= ~np.isin(_np(t, "line"), companion)
@@ -168,7 +172,7 @@ def build(
     elif "postcopy_page_req_add" in trace:
         t = trace.table("postcopy_page_req_add")
         hva = _np(t, "addr").astype(np.int64)
-        blk, off = amap.hva_to_block(hva)
+        blk, off = amap.hva_to_block(hva, _np(t, "line"))
         ok = blk >= 0
         b.add(Kind.FAULT, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(_np(t, "line")[ok]),
               _np(t, "line")[ok], off[ok], hva[ok])  # fmt: skip
