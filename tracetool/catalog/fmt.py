@@ -71,16 +71,13 @@ _CONV = {
 }
 
 
-def compile_format(fmt: str, nargs: int | None = None) -> FormatPlan:
-    """Compile an already-concatenated C format string (PRI macros expanded) into a plan.
-
-    Raises :class:`CatalogError` for conversions tracetool cannot read back reliably
-    (``*`` widths or precisions, ``%n``, ``%m``) or for more conversions than ``nargs``.
-    """
-    tokens: list[Token] = []
+def split_format(fmt: str) -> list[bytes | re.Match]:
+    """A C format as literal byte strings (``%%`` folded in) and conversion-spec matches
+    (groups flags, width, prec, len, conv), in order. Raises :class:`CatalogError` naming the
+    column of a conversion tracetool cannot read."""
+    out: list[bytes | re.Match] = []
     lit = bytearray()
     pos = 0
-    nconv = 0
     while True:
         pct = fmt.find("%", pos)
         if pct < 0:
@@ -91,25 +88,39 @@ def compile_format(fmt: str, nargs: int | None = None) -> FormatPlan:
         if not m:
             raise CatalogError(f"unsupported conversion at column {pct + 1} of format {fmt!r}")
         pos = m.end()
-        conv = m.group("conv")
-        if conv == "%":
+        if m.group("conv") == "%":
             lit += b"%"
             continue
-        if m.group("width") == "*" or m.group("prec") == "*":
-            raise CatalogError(f"'*' width/precision is not supported in format {fmt!r}")
         if lit:
-            tokens.append(Token(Conv.LITERAL, bytes(lit)))
+            out.append(bytes(lit))
             lit.clear()
-        flags = 0
-        if m.group("width"):
-            flags |= FLAG_PAD
-        if "#" in m.group("flags"):
-            flags |= FLAG_ALT
-        kind = _CONV.get(conv, Conv.FLOAT)
-        tokens.append(Token(kind, b"", nconv, flags))
-        nconv += 1
+        out.append(m)
     if lit:
-        tokens.append(Token(Conv.LITERAL, bytes(lit)))
+        out.append(bytes(lit))
+    return out
+
+
+def compile_format(fmt: str, nargs: int | None = None) -> FormatPlan:
+    """Compile an already-concatenated C format string (PRI macros expanded) into a plan.
+
+    Raises :class:`CatalogError` for conversions tracetool cannot read back reliably
+    (``*`` widths or precisions, ``%n``, ``%m``) or for more conversions than ``nargs``.
+    """
+    tokens: list[Token] = []
+    nconv = 0
+    for piece in split_format(fmt):
+        if isinstance(piece, bytes):
+            tokens.append(Token(Conv.LITERAL, piece))
+            continue
+        if piece.group("width") == "*" or piece.group("prec") == "*":
+            raise CatalogError(f"'*' width/precision is not supported in format {fmt!r}")
+        flags = 0
+        if piece.group("width"):
+            flags |= FLAG_PAD
+        if "#" in piece.group("flags"):
+            flags |= FLAG_ALT
+        tokens.append(Token(_CONV.get(piece.group("conv"), Conv.FLOAT), b"", nconv, flags))
+        nconv += 1
     if nargs is not None and nconv > nargs:
         raise CatalogError(f"format {fmt!r} has {nconv} conversions but only {nargs} arguments")
     return FormatPlan(fmt, tuple(tokens), nconv)

@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracetool.catalog.ctypes import ArgKind
-from tracetool.catalog.fmt import _SPEC
+from tracetool.catalog.fmt import split_format
 from tracetool.catalog.grammar import Column, EventDef
+from tracetool.errors import CatalogError
 
 __all__ = ["Spec", "render_args", "format_specs"]
 
@@ -61,24 +62,14 @@ def format_specs(fmt: str) -> list[bytes | Spec]:
     """The format as literal byte strings and :class:`Spec` conversions, in order (the same
     tokenisation as :func:`tracetool.catalog.fmt.compile_format`)."""
     out: list[bytes | Spec] = []
-    lit = bytearray()
-    pos = 0
-    while True:
-        pct = fmt.find("%", pos)
-        if pct < 0:
-            lit += fmt[pos:].encode("utf-8")
-            break
-        lit += fmt[pos:pct].encode("utf-8")
-        m = _SPEC.match(fmt, pct)
-        if not m:
-            raise ValueError(f"unsupported conversion in {fmt!r}")
-        pos = m.end()
-        if m.group("conv") == "%":
-            lit += b"%"
+    try:
+        pieces = split_format(fmt)
+    except CatalogError as exc:
+        raise ValueError(exc.message) from None
+    for m in pieces:
+        if isinstance(m, bytes):
+            out.append(m)
             continue
-        if lit:
-            out.append(bytes(lit))
-            lit.clear()
         width, prec = m.group("width"), m.group("prec")
         if width == "*" or prec == "*":
             raise ValueError(f"'*' width/precision cannot be rendered: {fmt!r}")
@@ -91,8 +82,6 @@ def format_specs(fmt: str) -> list[bytes | Spec]:
                 m.group("len"),
             )
         )
-    if lit:
-        out.append(bytes(lit))
     return out
 
 
