@@ -35,7 +35,6 @@ name a block that is declared further down): memory grows with the file, not wit
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ import pyarrow.json as pajson
 from parsers._log_arrow import parse_radix_u64
 from parsers.base import Chunk, ParseOptions
 from parsers.synthetic_csv import read_rows
+from parsers.synthetic_jsonl import read_json_block
 from parsers.synthetic_parquet import (
     RecordDecoder,
     Rejects,
@@ -56,7 +56,6 @@ from parsers.synthetic_parquet import (
     int_strings,
     other_batch,
     reject_binary,
-    text_block,
     text_lines,
 )
 from tracetool.errors import FormatError
@@ -276,34 +275,22 @@ def _read_json_rows(lines: pa.Array, wanted: set[str]) -> tuple[dict, np.ndarray
 
     Values may be numbers or text (``"0x5000"``); every column is returned as text."""
     n = len(lines)
-    data = text_block(lines)
-    try:
-        table = pajson.read_json(
-            io.BytesIO(data),
-            read_options=pajson.ReadOptions(
-                use_threads=False, block_size=max(1 << 16, len(data) + 1)
-            ),
-            parse_options=pajson.ParseOptions(newlines_in_values=False),
-        )
-        if table.num_rows == n:
-            cols = {}
-            lower = {c.lower(): c for c in table.column_names}
-            simple = True
-            for key in wanted & set(lower):
-                col = table.column(lower[key]).combine_chunks()
-                t = col.type
-                if pa.types.is_null(t):
-                    col = pa.nulls(n, pa.string())
-                elif not (
-                    pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t)
-                ):
-                    simple = False
-                    break
-                cols[key] = col.cast(pa.string())
-            if simple:
-                return cols, np.ones(n, bool), []
-    except pa.ArrowInvalid:
-        pass
+    table = read_json_block(lines, pajson.ParseOptions(newlines_in_values=False))
+    if table is not None:
+        cols = {}
+        lower = {c.lower(): c for c in table.column_names}
+        simple = True
+        for key in wanted & set(lower):
+            col = table.column(lower[key]).combine_chunks()
+            t = col.type
+            if pa.types.is_null(t):
+                col = pa.nulls(n, pa.string())
+            elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_string(t)):
+                simple = False
+                break
+            cols[key] = col.cast(pa.string())
+        if simple:
+            return cols, np.ones(n, bool), []
     values: dict[str, list] = {k: [] for k in wanted}
     good = np.ones(n, bool)
     reasons: list[str] = []

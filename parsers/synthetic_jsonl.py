@@ -72,6 +72,23 @@ def sniff(head: bytes) -> bool:
     return obj is not None and "event" in obj and ("ts_ns" in obj or "args" in obj)
 
 
+def read_json_block(lines: pa.Array, parse_options: pajson.ParseOptions) -> pa.Table | None:
+    """pyarrow's JSON reader over a block of object lines: the table when it reads one row per
+    line, None when it refuses the block (callers then read line by line)."""
+    data = text_block(lines)
+    try:
+        table = pajson.read_json(
+            io.BytesIO(data),
+            read_options=pajson.ReadOptions(
+                use_threads=False, block_size=max(1 << 16, len(data) + 1)
+            ),
+            parse_options=parse_options,
+        )
+    except pa.ArrowInvalid:
+        return None
+    return table if table.num_rows == len(lines) else None
+
+
 def read_objects(
     lines: pa.Array, schema: pa.Schema
 ) -> tuple[dict[str, pa.Array], np.ndarray, list[str]]:
@@ -82,25 +99,11 @@ def read_objects(
     is read with :func:`json.loads` and checked against the schema's types (``int64``: an
     integer; ``string``: text; null or missing is null)."""
     n = len(lines)
-    data = text_block(lines)
-    try:
-        table = pajson.read_json(
-            io.BytesIO(data),
-            read_options=pajson.ReadOptions(
-                use_threads=False, block_size=max(1 << 16, len(data) + 1)
-            ),
-            parse_options=pajson.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="ignore"
-            ),
-        )
-        if table.num_rows == n:
-            return (
-                {f.name: table.column(f.name).combine_chunks() for f in schema},
-                np.ones(n, bool),
-                [],
-            )
-    except pa.ArrowInvalid:
-        pass
+    table = read_json_block(
+        lines, pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    )
+    if table is not None:
+        return {f.name: table.column(f.name).combine_chunks() for f in schema}, np.ones(n, bool), []
     # Slow path (only for blocks pyarrow refused): line by line.
     values: dict[str, list] = {f.name: [] for f in schema}
     good = np.ones(n, bool)
