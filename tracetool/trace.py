@@ -46,6 +46,8 @@ class Trace:
         self._typed = typed
         self._tables: dict[str, pa.Table] = {}
         self._counts: dict[str, int] | None = None
+        self._replays: dict[tuple, object] = {}
+        self._analyses = None
         #: (event name, catalog variant index) of every definition variant that decoded a record
         self.variants_seen: set[tuple[str, int]] = set()
 
@@ -75,6 +77,16 @@ class Trace:
     @property
     def path(self) -> str:
         return self.stats.path
+
+    @property
+    def analyses(self):
+        """The analyses (phases, postcopy_faults, balloon, policies, conflicts_map) as methods
+        returning DataFrames: ``trace.analyses.postcopy_faults()``."""
+        if self._analyses is None:
+            from analyses import Analyses
+
+            self._analyses = Analyses(self)
+        return self._analyses
 
     def event_counts(self) -> dict[str, int]:
         """Number of records per event name, most frequent first."""
@@ -175,7 +187,10 @@ class Trace:
             host_page_size=host_page_size,
             qemu_version=qemu_version,
         )
-        return replay(self, opts)
+        key = (opts.policies, race_window_ns, memory_map, host_page_size, qemu_version)
+        if key not in self._replays:  # analyses and the CLI ask for the same replay
+            self._replays[key] = replay(self, opts)
+        return self._replays[key]
 
     def to_pandas(self, name: str | None = None) -> pd.DataFrame:
         """``events`` (or ``table(name)``) as a pandas DataFrame."""
