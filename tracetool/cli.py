@@ -363,6 +363,18 @@ def replay(
             raise typer.Exit(EXIT_FINDINGS)
 
 
+def analysis_json(
+    t, replay: bool = True, race: int = 0, memory_map=None, page=None, version=None
+) -> dict:
+    """What ``analyze --json`` prints for a loaded trace (``check`` compares the same dict)."""
+    from analyses import summary
+
+    s = summary.run(t)
+    if replay:
+        s["replay"] = _run_replay(t, "all", race, memory_map, page, version).summary
+    return s
+
+
 @app.command()
 def analyze(
     trace: Annotated[
@@ -383,14 +395,8 @@ def analyze(
     quiet: QuietOpt = False,
 ) -> None:
     """Summarise a trace: format, counts, time span, top events, migration phases, pages."""
-    from analyses import summary
-
     t = _load(trace, fmt, strict, trace_events, engine, quiet or json_out)
-    s = summary.run(t)
-    if not no_replay:
-        s["replay"] = _run_replay(
-            t, "all", race_window, memory_map, host_page_size, qemu_version
-        ).summary
+    s = analysis_json(t, not no_replay, race_window, memory_map, host_page_size, qemu_version)
     if json_out:
         sys.stdout.write(json.dumps(s, indent=2, sort_keys=False) + "\n")
     else:
