@@ -52,6 +52,11 @@ class UsageError(TracetoolError):
     """The user asked for something that does not exist (unknown format, output type...)."""
 
 
+class CheckError(TracetoolError):
+    """``tracetool check`` cannot compare: a baseline is missing or unreadable, or a limit's data
+    is not in the results."""
+
+
 class MissingEventError(TracetoolError, KeyError):
     """An event the caller asked for is not in the trace; suggests the closest name."""
 
