@@ -406,6 +406,54 @@ def analyze(
 
 
 @app.command()
+def check(
+    traces: Annotated[list[Path], typer.Argument(help="Traces to check (plain or compressed).")],
+    baseline: Annotated[
+        Path, typer.Option("--baseline", help="Folder of golden results: DIR/<trace name>.json.")
+    ],
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option("--fail-on", help="conflicts:POLICY (or conflicts: any policy); repeatable."),
+    ] = None,
+    max_latency_p99: Annotated[
+        float | None,
+        typer.Option("--max-latency-p99", help="Limit in ms on postcopy_faults.p99_us."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Write the baselines from these traces.")
+    ] = False,
+    fmt: FormatOpt = "auto",
+    trace_events: EventsOpt = None,
+    engine: EngineOpt = Engine.auto,
+) -> None:
+    """Compare traces' analysis results with golden baselines and limits (exit 0/1/2)."""
+    from tracetool import check as ck
+
+    limits = [ck.Limit.parse_fail_on(f) for f in fail_on or []]
+    if max_latency_p99 is not None:
+        limits.append(ck.Limit(ck.LimitKind.LATENCY_P99, max_ms=max_latency_p99))
+    start = time.monotonic()
+    reports = ck.run_check(
+        traces,
+        baseline,
+        lambda p: analysis_json(_load(p, fmt, False, trace_events, engine, True)),
+        limits,
+        update=update,
+    )
+    if junit is not None:
+        junit.write_text(ck.junit_xml(reports, time.monotonic() - start), encoding="utf-8")
+    if json_out:
+        sys.stdout.write(json.dumps(ck.summary_json(reports), indent=2) + "\n")
+    else:
+        ck.render(reports, out)
+    for msg in ck.errors(reports):
+        sys.stderr.write(f"tracetool: error: {msg}\n")
+    raise typer.Exit(ck.exit_code(reports))
+
+
+@app.command()
 def convert(
     trace: Annotated[Path, typer.Argument(help="Trace file or - for stdin.")],
     output: Annotated[
