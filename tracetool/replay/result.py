@@ -82,11 +82,13 @@ class ReplayResult:
         row[pe.req[sel]] = np.flatnonzero(sel)
         return row
 
-    def _reclaimed(self, run: PolicyRun, at: int) -> int:
-        """Bytes the balloon holds at order ``at``: applied inflates not refilled, not deflated."""
+    def holding(self, run: PolicyRun) -> tuple[np.ndarray, np.ndarray]:
+        """Replay orders ``[start, stop)`` during which each applied inflate holds its 4 KiB
+        page: from the request (a deferred apply: from the END of its window) to the page's
+        next deflate or next applied inflate, or the placement that refilled it (BIG: never)."""
         r = self.requests
         if r is None or not len(r):
-            return 0
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         applied = (run.outcome == int(Outcome.APPLIED)) | (
             run.outcome == int(Outcome.DEFERRED_APPLIED)
         )
@@ -103,8 +105,26 @@ class ReplayResult:
         same = r.gpa[srt][1:] == r.gpa[srt][:-1]
         stop[srt[:-1][same]] = start[srt[1:][same]]
         end = np.minimum(stop, run.refill_at)
-        live = applied & (start <= at) & (end > at)
-        return int(np.count_nonzero(live)) * KIB4
+        return start[applied], end[applied]
+
+    def _reclaimed(self, run: PolicyRun, at: int) -> int:
+        """Bytes the balloon holds at order ``at``: applied inflates not refilled, not deflated."""
+        start, end = self.holding(run)
+        return int(np.count_nonzero((start <= at) & (end > at))) * KIB4
+
+    def reclaimed_steps(self, policy: str) -> tuple[np.ndarray, np.ndarray]:
+        """Reclaimed memory over time under ``policy`` as a step function: the replay orders
+        where it changes and the bytes held from each of them on (vectorised: a cumulative sum
+        of +1 at every hold's start and -1 at its stop)."""
+        start, end = self.holding(self.runs[policy])
+        end = end[end < BIG]
+        at = np.concatenate([start, end])
+        step = np.concatenate([np.ones(len(start), np.int64), -np.ones(len(end), np.int64)])
+        srt = np.argsort(at, kind="stable")
+        at, held = at[srt], np.cumsum(step[srt]) * KIB4
+        last = np.ones(len(at), bool)
+        last[:-1] = at[1:] != at[:-1]  # one value per order: the one after all its changes
+        return at[last], held[last]
 
     def _end_of(self, orders: np.ndarray) -> np.ndarray:
         """END order of the migration window of each order (for deferred applies)."""
