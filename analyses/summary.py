@@ -7,68 +7,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyses import qemu_version
-from tracetool.enums import migration_state
+from analyses.phases import phase_list
+from analyses.phases import trace_side as _side
 from tracetool.trace import Trace
 
 NAME = "summary"
 NEEDS: list[str] = []
 
-#: Events that mark postcopy phases, in the order QEMU emits them (D = destination, S = source).
-PHASE_MARKERS = {
-    "qemu_savevm_send_postcopy_advise": "postcopy advise sent (S)",
-    "postcopy_start": "postcopy start (S)",
-    "savevm_send_postcopy_listen": "postcopy listen sent (S)",
-    "savevm_send_postcopy_run": "postcopy run sent (S)",
-    "loadvm_postcopy_handle_advise": "postcopy advise (D)",
-    "loadvm_postcopy_ram_handle_discard": "postcopy discard (D)",
-    "loadvm_postcopy_handle_listen": "postcopy listen (D)",
-    "postcopy_ram_enable_notify": "userfaultfd registered (D)",
-    "loadvm_postcopy_handle_run": "postcopy run (D)",
-    "postcopy_ram_listen_thread_exit": "listen thread exit (D)",
-    "postcopy_ram_incoming_cleanup_entry": "postcopy cleanup start (D)",
-    "postcopy_ram_incoming_cleanup_exit": "postcopy cleanup done (D)",
-}
-SOURCE_EVENTS = ("savevm_", "qemu_savevm_", "ram_save_", "postcopy_start", "migrate_handle_rp")
-DEST_EVENTS = ("loadvm_", "qemu_loadvm_", "ram_load_", "postcopy_place_page", "postcopy_ram_fault")
 TOP = 10
 
 
 def _count(trace: Trace, name: str) -> int:
     return trace.event_counts().get(name, 0)
-
-
-def _side(trace: Trace) -> str:
-    counts = trace.event_counts()
-    src = sum(c for n, c in counts.items() if n.startswith(SOURCE_EVENTS))
-    dst = sum(c for n, c in counts.items() if n.startswith(DEST_EVENTS))
-    if src == dst == 0:
-        return "unknown"
-    return "source" if src > dst else "destination"
-
-
-def _phases(trace: Trace, side: str) -> list[dict]:
-    rows: list[dict] = []
-    if "migrate_set_state" in trace:
-        t = trace.table("migrate_set_state")
-        state_col = "new_state" if "new_state" in t.column_names else t.column_names[-1]
-        for ts, line, state in zip(
-            t["ts_ns"].to_pylist(), t["line"].to_pylist(), t[state_col].to_pylist(), strict=True
-        ):
-            rows.append({"side": side, "state": migration_state(state), "ts_ns": ts, "line": line})
-    for name, what in PHASE_MARKERS.items():
-        if name in trace:
-            t = trace.table(name)
-            # A marker may repeat (one per discard command, listen stages): keep the first.
-            rows.append(
-                {
-                    "side": side,
-                    "state": what,
-                    "ts_ns": t["ts_ns"][0].as_py(),
-                    "line": t["line"][0].as_py(),
-                }
-            )
-    rows.sort(key=lambda r: (r["ts_ns"] is None, r["ts_ns"] or 0, r["line"]))
-    return rows
 
 
 def _balloon(trace: Trace) -> dict:
@@ -155,7 +105,7 @@ def run(trace: Trace) -> dict:
         "rejected_reasons": reasons,
         "side": side,
         "qemu_version": qemu_version.run(trace),
-        "phases": _phases(trace, side),
+        "phases": phase_list(trace, side),
         "postcopy": _postcopy(trace),
         "balloon": _balloon(trace),
     }
