@@ -50,6 +50,7 @@ class Era:
 
 ERAS: dict[str, Era] = {
     "2.5": Era("2.5", (2, 5, 0), "pid", "inhibit", 1454328000, "1.3.1"),  # 2016-02-01
+    "2.10": Era("2.10", (2, 10, 0), "pid", "inhibit", 1504267200, "3.7.0"),  # 2017-09-01
     "4.x": Era("4.x", (4, 2, 0), "tid", "inhibit", 1580731200, "6.0.0"),  # 2020-02-03
     "7.2": Era("7.2", (7, 2, 0), "tid", "inhibit-discard", 1685966400, "9.0.0"),  # 2023-06-05
     "10.1": Era("10.1", (10, 1, 0), "iso", "inhibit-discard", 1756728000, "11.6.0"),  # 2025-09-01
@@ -171,7 +172,7 @@ SCHEDULE = tuple(f"{d}_{p}" for p in ("before", "during", "after") for d in ("in
 
 #: Help text of every field (the CLI options and docs/synth.md use it).
 HELP: dict[str, str] = {
-    "era": "QEMU era: 2.5, 4.x, 7.2 or 10.1 (line shape, formats, events, balloon policy).",
+    "era": "QEMU era: 2.5, 2.10, 4.x, 7.2 or 10.1 (line shape, formats, events, balloon policy).",
     "seed": "Random seed: the same seed and options give the same bytes.",
     "ram": "Guest RAM (the pc.ram block), e.g. 1G.",
     "host_page": "Host page size of pc.ram: 4K, or 2M (hugetlbfs).",
