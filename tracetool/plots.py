@@ -1,0 +1,419 @@
+"""Figures of a migration: timeline, fault latency, memory reclaimed per policy, conflicts map.
+
+Every function takes a :class:`~tracetool.trace.Trace`, reads the analyses it needs through
+``trace.analyses.result(...)`` and returns a :class:`matplotlib.figure.Figure` drawn on the Agg
+canvas (no display needed, nothing registered with pyplot). Times are seconds relative to the
+start of migration (the analyses' ``t_rel_s``). A function whose analysis cannot run raises
+:class:`analyses.base.MissingAnalysisEvents`; :func:`write_plots` skips it with that reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analyses.base import AnalysisResult, MissingAnalysisEvents
+from tracetool.replay.model import ConflictClass
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from tracetool.trace import Trace
+
+MIB = 2**20
+GIB = 2**30
+BALLOON_PAGE = 4096  # virtio-balloon pages are 4 KiB whatever the host page size
+DPI = 110
+#: Colour of each conflict class (the same in every figure).
+CLASS_COLOURS = {
+    ConflictClass.DISCARD_AFTER_PLACE.value: "#d62728",
+    ConflictClass.DISCARD_IN_FLIGHT.value: "#ff7f0e",
+    ConflictClass.DISCARD_BEFORE_ARRIVAL.value: "#9467bd",
+}
+STATE_COLOURS = {
+    "setup": "#c7c7c7",
+    "active": "#aec7e8",
+    "pre-switchover": "#dbdb8d",
+    "device": "#f7b6d2",
+    "postcopy-active": "#ffbb78",
+    "postcopy-paused": "#ff9896",
+    "postcopy-recover": "#c5b0d5",
+    "completed": "#98df8a",
+    "failed": "#d62728",
+    "cancelled": "#7f7f7f",
+}
+_SPARE = ("#9edae5", "#c49c94", "#e377c2", "#bcbd22", "#17becf", "#8c564b", "#1f77b4")
+POSTCOPY_STATE = "postcopy-active"
+
+
+class PlotKind(str, Enum):
+    """The figures :func:`write_plots` writes (file stem = value)."""
+
+    TIMELINE = "timeline"
+    LATENCY_HISTOGRAM = "latency-histogram"
+    LATENCY_CDF = "latency-cdf"
+    RECLAIMED = "reclaimed"
+    CONFLICTS_MAP = "conflicts-map"
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _result(trace: Trace, name: str) -> AnalysisResult:
+    return trace.analyses.result(name)
+
+
+def _optional(trace: Trace, name: str) -> AnalysisResult | None:
+    try:
+        return _result(trace, name)
+    except MissingAnalysisEvents:
+        return None
+
+
+def _np(table: pa.Table, column: str, dtype: type = np.float64) -> np.ndarray:
+    """A column as numpy, nulls as NaN (floats) or 0."""
+    col = table[column]
+    if dtype is np.float64:
+        return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    return pc.fill_null(col, 0).to_numpy(zero_copy_only=False).astype(dtype)
+
+
+def _note(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+
+def _bin_edges(t: np.ndarray, target: int = 150) -> np.ndarray:
+    """Edges of about ``target`` bins over ``t`` with a round width (1, 2 or 5 x 10^k s)."""
+    t = t[np.isfinite(t)]
+    lo, hi = (float(t.min()), float(t.max())) if len(t) else (0.0, 1.0)
+    span = max(hi - lo, 1e-6)
+    raw = span / target
+    k = math.floor(math.log10(raw))
+    width = min((m * 10**k for m in (1, 2, 5, 10) if m * 10**k >= raw), default=10 ** (k + 1))
+    start = math.floor(lo / width) * width
+    return np.arange(start, hi + width * 1.0001, width)
+
+
+def _rate(t: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of ``weights`` per bin divided by the bin width: (bin starts, rate per second)."""
+    ok = np.isfinite(t)
+    counts, _ = np.histogram(t[ok], bins=edges, weights=weights[ok])
+    return edges[:-1], counts / np.diff(edges)
+
+
+def _phase_colour(state: str, spare: dict[str, str]) -> str:
+    if state in STATE_COLOURS:
+        return STATE_COLOURS[state]
+    return spare.setdefault(state, _SPARE[len(spare) % len(_SPARE)])
+
+
+def _postcopy_spans(phases: AnalysisResult | None) -> list[tuple[float, float]]:
+    """(start, end) seconds of every postcopy-active phase."""
+    if phases is None or "phases" not in phases.tables:
+        return []
+    t = phases.tables["phases"]
+    t = t.filter(pc.equal(pc.cast(t["state"], pa.string()), POSTCOPY_STATE))
+    start = _np(t, "t_rel_s")
+    dur = _np(t, "duration_ns") / 1e9
+    return [(s, s + d) for s, d in zip(start, dur, strict=True) if np.isfinite(s + d)]
+
+
+def _shade(axes: Iterable[Axes], spans: list[tuple[float, float]]) -> None:
+    for ax in axes:
+        for lo, hi in spans:
+            ax.axvspan(lo, hi, color=STATE_COLOURS[POSTCOPY_STATE], alpha=0.25, lw=0)
+
+
+# -- figures -------------------------------------------------------------------------------
+def timeline(trace: Trace) -> Figure:
+    """Phases as bands (one row per migration and side), conflicts as marks (one row per
+    policy), balloon inflate/deflate and postcopy page rates below, postcopy shaded."""
+    phases = _optional(trace, "phases")
+    balloon = _optional(trace, "balloon")
+    faults = _optional(trace, "postcopy_faults")
+    conflicts = _optional(trace, "conflicts_map")
+    if phases is balloon is faults is conflicts is None:
+        _result(trace, "phases")  # raises MissingAnalysisEvents with the phases' needs
+    fig = _figure(11, 7.5)
+    ax_ph, ax_bl, ax_pc = fig.subplots(3, 1, sharex=True, height_ratios=[1.2, 1, 1])
+    fig.suptitle(f"Migration timeline - {Path(trace.path).name}")
+    ax_pc.set_xlabel("time since migration start (s)")
+
+    rows: list[str] = []
+    spare: dict[str, str] = {}
+    seen: dict[str, object] = {}
+    if phases is not None and phases.tables["phases"].num_rows:
+        t = phases.tables["phases"]
+        start, dur = _np(t, "t_rel_s"), _np(t, "duration_ns") / 1e9
+        sides, migs = t["side"].to_pylist(), t["migration"].to_pylist()
+        states = [str(s) for s in t["state"].to_pylist()]
+        for s0, d, side, mig, state in zip(start, dur, sides, migs, states, strict=True):
+            label = f"{side} #{mig}"
+            if label not in rows:
+                rows.append(label)
+            y = rows.index(label)
+            colour = _phase_colour(state, spare)
+            if np.isfinite(d) and d > 0:
+                art = ax_ph.broken_barh([(s0, d)], (y - 0.35, 0.7), color=colour, ec="0.3", lw=0.5)
+            else:
+                (art,) = ax_ph.plot([s0, s0], [y - 0.4, y + 0.4], color=colour, lw=2)
+            seen.setdefault(state, art)
+    if conflicts is not None and conflicts.tables["conflicts"].num_rows:
+        t = conflicts.tables["conflicts"]
+        pol, cls = t["policy"].to_pylist(), t["class"].to_pylist()
+        when = _np(t, "t_rel_s")
+        for p in dict.fromkeys(pol):
+            rows.append(f"conflicts: {p}")
+        for c in dict.fromkeys(cls):
+            sel = np.array([k == c for k in cls])
+            y = np.array([rows.index(f"conflicts: {p}") for p in pol])[sel]
+            art = ax_ph.scatter(when[sel], y, marker="|", s=120, color=CLASS_COLOURS.get(c, "k"))
+            seen.setdefault(f"conflict {c}", art)
+    ax_ph.set_yticks(range(len(rows)), rows)
+    ax_ph.set_ylim(-0.6, max(len(rows), 1) - 0.4)
+    ax_ph.invert_yaxis()
+    ax_ph.set_title("Migration phases and balloon x postcopy conflicts", fontsize="medium")
+    if seen:
+        ax_ph.legend(seen.values(), seen.keys(), loc="upper left", bbox_to_anchor=(1.01, 1),
+                     fontsize="small", frameon=False)  # fmt: skip
+    else:
+        _note(ax_ph, "no migration phases in this trace")
+
+    times = [r.tables[k]["t_rel_s"] for r, k in ((balloon, "timeline"), (faults, "rate")) if r]
+    all_t = np.concatenate([pc.cast(c, pa.float64()).to_numpy(zero_copy_only=False)
+                            for c in times] or [np.zeros(0)])  # fmt: skip
+    edges = _bin_edges(all_t)
+    width = edges[1] - edges[0]
+    ax_bl.set_ylabel("balloon (MiB/s)")
+    ax_bl.set_title(f"Balloon inflate and deflate ({width:g} s bins)", fontsize="medium")
+    if balloon is not None and balloon.tables["timeline"].num_rows:
+        t = balloon.tables["timeline"]
+        tt = _np(t, "t_rel_s")
+        for col, colour in (("inflate_pages", "#1f77b4"), ("deflate_pages", "#2ca02c")):
+            x, r = _rate(tt, _np(t, col) * BALLOON_PAGE / MIB, edges)
+            ax_bl.step(x, r, where="post", color=colour, label=col.replace("_pages", ""))
+        ax_bl.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
+    else:
+        _note(ax_bl, "no balloon requests" if balloon else "balloon events not traced")
+    ax_pc.set_ylabel("host pages/s")
+    ax_pc.set_title("Postcopy page requests and placements", fontsize="medium")
+    if faults is not None and faults.tables["rate"].num_rows:
+        t = faults.tables["rate"]
+        tt = _np(t, "t_rel_s")
+        for col, colour in (("requests", "#d62728"), ("placed_demand", "#ff7f0e"),
+                            ("placed_background", "#7f7f7f")):  # fmt: skip
+            if col in t.column_names:
+                x, r = _rate(tt, _np(t, col), edges)
+                ax_pc.step(x, r, where="post", color=colour, label=col.replace("_", " "))
+        ax_pc.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
+    else:
+        _note(ax_pc, "no postcopy page traffic" if faults else "postcopy page events not traced")
+    _shade((ax_bl, ax_pc), _postcopy_spans(phases))
+    return fig
+
+
+def _latency(trace: Trace) -> tuple[AnalysisResult, np.ndarray]:
+    res = _result(trace, "postcopy_faults")
+    lat = _np(res.tables["requests"], "latency_us")
+    return res, lat[np.isfinite(lat)]
+
+
+def latency_histogram(trace: Trace) -> Figure:
+    """Request -> placement latency of postcopy remote faults in power-of-two microsecond
+    buckets (the shape of QEMU's ``postcopy-latency-dist``)."""
+    res = _result(trace, "postcopy_faults")
+    h = res.tables["histogram"]
+    fig = _figure(8, 4.5)
+    ax = fig.subplots()
+    ax.set_title(f"Postcopy fault latency (request -> placement) - {Path(trace.path).name}")
+    ax.set_xlabel("latency (µs, log2 buckets)")
+    ax.set_ylabel("host pages")
+    lo, hi, n = _np(h, "lo_us"), _np(h, "hi_us"), _np(h, "count")
+    keep = n > 0
+    if keep.any():
+        lo = np.where(lo > 0, lo, hi / 2)  # the [0, 1) bucket drawn as [0.5, 1) on a log axis
+        ax.bar(lo[keep], n[keep], width=(hi - lo)[keep], align="edge", color="#1f77b4",
+               ec="white", label=f"{int(n.sum()):,} resolved requests")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.legend(frameon=False)
+    else:
+        _note(ax, "no resolved page requests in this trace")
+    return fig
+
+
+def latency_cdf(trace: Trace) -> Figure:
+    """Cumulative distribution of request -> placement latency, p50/p90/p99 marked."""
+    res, lat = _latency(trace)
+    fig = _figure(8, 4.5)
+    ax = fig.subplots()
+    ax.set_title(f"Postcopy fault latency CDF - {Path(trace.path).name}")
+    ax.set_xlabel("latency (µs)")
+    ax.set_ylabel("fraction of requests")
+    if len(lat):
+        x = np.sort(lat)
+        y = np.arange(1, len(x) + 1) / len(x)
+        ax.step(x, y, where="post", color="#1f77b4", label=f"{len(x):,} requests")
+        for key, ls in (("p50_us", ":"), ("p90_us", "--"), ("p99_us", "-.")):
+            v = res.summary.get(key)
+            if v is not None:
+                ax.axvline(v, color="#d62728", ls=ls, label=f"{key[:-3]} {v:,.0f} µs")
+        if x.min() > 0:
+            ax.set_xscale("log")
+        ax.set_ylim(0, 1.02)
+        ax.legend(frameon=False, loc="lower right")
+    else:
+        _note(ax, "no resolved page requests in this trace")
+    return fig
+
+
+def reclaimed(trace: Trace) -> Figure:
+    """Memory the balloon gives back to the host over time under each replayed policy."""
+    res = _result(trace, "policies")
+    t = res.tables["reclaimed"]
+    fig = _figure(9, 4.5)
+    ax = fig.subplots()
+    ax.set_title(f"Memory reclaimed by the balloon under each policy - {Path(trace.path).name}")
+    ax.set_xlabel("time since migration start (s)")
+    ax.set_ylabel("reclaimed (MiB)")
+    pol = pc.cast(t["policy"], pa.string())
+    for p in pc.unique(pol).to_pylist():
+        sel = t.filter(pc.equal(pol, p))
+        ax.step(_np(sel, "t_rel_s"), _np(sel, "reclaimed_bytes") / MIB, where="post", label=p)
+    if t.num_rows:
+        ax.legend(frameon=False, title="policy")
+    else:
+        _note(ax, "no balloon inflate applied under any policy")
+    _shade([ax], _postcopy_spans(_optional(trace, "phases")))
+    return fig
+
+
+def conflicts_map(trace: Trace) -> Figure:
+    """Conflicting pages over the guest-physical address space: when (top) and how many per
+    region (bottom), coloured by conflict class."""
+    res = _result(trace, "conflicts_map")
+    fig = _figure(10, 6.5)
+    ax_t, ax_n = fig.subplots(2, 1, sharex=True)
+    fig.suptitle(f"Balloon x postcopy conflicts over guest memory - {Path(trace.path).name}")
+    c = res.tables["conflicts"]
+    c = c.filter(pc.is_valid(c["gpa"]))
+    ax_t.set_ylabel("time since migration start (s)")
+    ax_n.set_ylabel("conflicting pages")
+    ax_n.set_xlabel("guest-physical address (GiB)")
+    markers = dict(zip(pc.unique(c["policy"]).to_pylist(), "oxs^vD", strict=False))
+    cls = pc.cast(c["class"], pa.string())
+    for k in pc.unique(cls).to_pylist():
+        for p, m in markers.items():
+            sel = c.filter(pc.and_(pc.equal(cls, k), pc.equal(c["policy"], p)))
+            if sel.num_rows:
+                ax_t.scatter(_np(sel, "gpa") / GIB, _np(sel, "t_rel_s"), marker=m, s=18,
+                             color=CLASS_COLOURS.get(k, "k"), label=f"{k} ({p})")  # fmt: skip
+    _region_bars(ax_n, res.tables["by_region"])
+    if c.num_rows:
+        ax_t.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        _note(ax_t, "no conflicting pages under any replayed policy")
+    return fig
+
+
+def _region_bars(ax: Axes, by_region: pa.Table) -> None:
+    """Pages per address region of the policy with the most conflicts, stacked by class."""
+    if not by_region.num_rows:
+        return
+    pol = pc.cast(by_region["policy"], pa.string())
+    per = by_region.group_by("policy").aggregate([("pages", "sum")])
+    worst = per["policy"][int(np.argmax(_np(per, "pages_sum")))].as_py()
+    r = by_region.filter(pc.equal(pol, worst))
+    lo, hi = _np(r, "gpa_lo"), _np(r, "gpa_hi")
+    regions, inv = np.unique(lo, return_inverse=True)
+    width = np.zeros(len(regions))
+    width[inv] = (hi - lo) / GIB
+    cls = np.asarray(pc.cast(r["class"], pa.string()).to_pylist(), dtype=object)
+    pages = _np(r, "pages")
+    bottom = np.zeros(len(regions))
+    for k in dict.fromkeys(cls):
+        sel = cls == k
+        n = np.bincount(inv[sel], weights=pages[sel], minlength=len(regions))
+        ax.bar(regions / GIB, n, width=width, bottom=bottom, align="edge",
+               color=CLASS_COLOURS.get(k, "k"), label=k)  # fmt: skip
+        bottom += n
+    ax.set_title(f"Conflicting pages per address region, policy {worst}", fontsize="medium")
+    ax.legend(frameon=False, fontsize="small", title="class")
+
+
+PLOTS: dict[PlotKind, Callable[[Trace], Figure]] = {
+    PlotKind.TIMELINE: timeline,
+    PlotKind.LATENCY_HISTOGRAM: latency_histogram,
+    PlotKind.LATENCY_CDF: latency_cdf,
+    PlotKind.RECLAIMED: reclaimed,
+    PlotKind.CONFLICTS_MAP: conflicts_map,
+}
+
+
+def figures(trace: Trace, skipped: dict[str, str] | None = None) -> dict[PlotKind, Figure]:
+    """Every figure the trace has data for; ``skipped`` receives ``{kind: reason}`` for the
+    others (the missing-events message of the analysis)."""
+    out: dict[PlotKind, Figure] = {}
+    for kind, fn in PLOTS.items():
+        try:
+            out[kind] = fn(trace)
+        except MissingAnalysisEvents as exc:
+            if skipped is not None:
+                skipped[kind.value] = exc.message
+    return out
+
+
+def write_plots(
+    trace: Trace, outdir: str | Path, svg: bool = False, skipped: dict[str, str] | None = None
+) -> list[Path]:
+    """Write each figure as ``OUTDIR/<kind>.png`` (and ``.svg``); returns the paths written.
+    Figures whose analysis cannot run are left out, their reason put in ``skipped``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for kind, fig in figures(trace, skipped).items():
+        for ext in ("png", "svg") if svg else ("png",):
+            path = outdir / f"{kind.value}.{ext}"
+            fig.savefig(path, format=ext)
+            paths.append(path)
+    return paths
+
+
+class Plots:
+    """``trace.plot``: each figure as a method returning a matplotlib Figure."""
+
+    def __init__(self, trace: Trace) -> None:
+        self._trace = trace
+
+    def timeline(self) -> Figure:
+        return timeline(self._trace)
+
+    def latency_histogram(self) -> Figure:
+        return latency_histogram(self._trace)
+
+    def latency_cdf(self) -> Figure:
+        return latency_cdf(self._trace)
+
+    def reclaimed(self) -> Figure:
+        return reclaimed(self._trace)
+
+    def conflicts_map(self) -> Figure:
+        return conflicts_map(self._trace)
+
+    def write(self, outdir: str | Path, svg: bool = False) -> list[Path]:
+        return write_plots(self._trace, outdir, svg=svg)
+
+    def __repr__(self) -> str:
+        return f"<plots: {', '.join(k.name.lower() for k in PlotKind)}>"
