@@ -105,3 +105,8 @@ class AnalysisResult:
         df = t.to_pandas()
         df.attrs = {"analysis": self.name, "summary": self.summary, "notes": list(self.notes)}
         return df
+
+    def _repr_html_(self) -> str:
+        from tracetool.display import result_html
+
+        return result_html(self)

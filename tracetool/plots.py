@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analyses.base import AnalysisResult, MissingAnalysisEvents
+from analyses.phases import PHASE_MARKERS
 from tracetool.replay.model import ConflictClass
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ STATE_COLOURS = {
 }
 _SPARE = ("#9edae5", "#c49c94", "#e377c2", "#bcbd22", "#17becf", "#8c564b", "#1f77b4")
 POSTCOPY_STATE = "postcopy-active"
+#: Postcopy phase markers in the phases table (drawn as ticks, not states).
+MARKERS = frozenset(PHASE_MARKERS.values())
 
 
 class PlotKind(str, Enum):
@@ -120,15 +123,30 @@ def _phase_colour(state: str, spare: dict[str, str]) -> str:
     return spare.setdefault(state, _SPARE[len(spare) % len(_SPARE)])
 
 
-def _postcopy_spans(phases: AnalysisResult | None) -> list[tuple[float, float]]:
-    """(start, end) seconds of every postcopy-active phase."""
-    if phases is None or "phases" not in phases.tables:
+def _state_spans(phases: AnalysisResult | None) -> list[tuple[str, str, float, float]]:
+    """(row label, state, start s, end s) of every migration state (markers left out); a
+    state lasts until the next state of its migration and side (the last one: NaN)."""
+    if phases is None or not phases.tables["phases"].num_rows:
         return []
     t = phases.tables["phases"]
-    t = t.filter(pc.equal(pc.cast(t["state"], pa.string()), POSTCOPY_STATE))
-    start = _np(t, "t_rel_s")
-    dur = _np(t, "duration_ns") / 1e9
-    return [(s, s + d) for s, d in zip(start, dur, strict=True) if np.isfinite(s + d)]
+    out: list[tuple[str, str, float, float]] = []
+    last: dict[str, int] = {}
+    for side, mig, state, t0 in zip(t["side"].to_pylist(), t["migration"].to_pylist(),
+                                    t["state"].to_pylist(), _np(t, "t_rel_s"), strict=True):  # fmt: skip
+        if state in MARKERS:
+            continue
+        row = f"{side} #{mig}"
+        if row in last:
+            r, st, s0, _ = out[last[row]]
+            out[last[row]] = (r, st, s0, t0)
+        last[row] = len(out)
+        out.append((row, str(state), t0, math.nan))
+    return out
+
+
+def _postcopy_spans(phases: AnalysisResult | None) -> list[tuple[float, float]]:
+    """(start, end) seconds of every postcopy-active state."""
+    return [(s0, s1) for _, st, s0, s1 in _state_spans(phases) if st == POSTCOPY_STATE]
 
 
 def _shade(axes: Iterable[Axes], spans: list[tuple[float, float]]) -> None:
@@ -153,24 +171,8 @@ def timeline(trace: Trace) -> Figure:
     ax_pc.set_xlabel("time since migration start (s)")
 
     rows: list[str] = []
-    spare: dict[str, str] = {}
     seen: dict[str, object] = {}
-    if phases is not None and phases.tables["phases"].num_rows:
-        t = phases.tables["phases"]
-        start, dur = _np(t, "t_rel_s"), _np(t, "duration_ns") / 1e9
-        sides, migs = t["side"].to_pylist(), t["migration"].to_pylist()
-        states = [str(s) for s in t["state"].to_pylist()]
-        for s0, d, side, mig, state in zip(start, dur, sides, migs, states, strict=True):
-            label = f"{side} #{mig}"
-            if label not in rows:
-                rows.append(label)
-            y = rows.index(label)
-            colour = _phase_colour(state, spare)
-            if np.isfinite(d) and d > 0:
-                art = ax_ph.broken_barh([(s0, d)], (y - 0.35, 0.7), color=colour, ec="0.3", lw=0.5)
-            else:
-                (art,) = ax_ph.plot([s0, s0], [y - 0.4, y + 0.4], color=colour, lw=2)
-            seen.setdefault(state, art)
+    _draw_phases(ax_ph, phases, rows, seen)
     if conflicts is not None and conflicts.tables["conflicts"].num_rows:
         t = conflicts.tables["conflicts"]
         pol, cls = t["policy"].to_pylist(), t["class"].to_pylist()
@@ -223,6 +225,42 @@ def timeline(trace: Trace) -> Figure:
         _note(ax_pc, "no postcopy page traffic" if faults else "postcopy page events not traced")
     _shade((ax_bl, ax_pc), _postcopy_spans(phases))
     return fig
+
+
+def _draw_phases(ax: Axes, phases: AnalysisResult | None, rows: list[str], seen: dict) -> None:
+    """States as bars (one row per migration and side), postcopy markers as labelled ticks."""
+    spare: dict[str, str] = {}
+    for row, state, s0, s1 in _state_spans(phases):
+        if row not in rows:
+            rows.append(row)
+        y = rows.index(row)
+        colour = _phase_colour(state, spare)
+        if np.isfinite(s1) and s1 > s0:
+            art = ax.broken_barh([(s0, s1 - s0)], (y - 0.35, 0.7), color=colour, ec="0.3", lw=0.5)
+        else:
+            (art,) = ax.plot([s0, s0], [y - 0.4, y + 0.4], color=colour, lw=3)
+        seen.setdefault(state, art)
+    if phases is None:
+        return
+    t = phases.tables["phases"]
+    t = t.filter(pc.is_in(t["state"], pa.array(sorted(MARKERS))))
+    if not t.num_rows:
+        return
+    when = _np(t, "t_rel_s")
+    span = max(float(np.nanmax(when) - np.nanmin(when)), 1e-9)
+    last_label = -math.inf
+    for side, mig, state, t0 in zip(t["side"].to_pylist(), t["migration"].to_pylist(),
+                                    t["state"].to_pylist(), when, strict=True):  # fmt: skip
+        row = f"{side} #{mig} postcopy"
+        if row not in rows:
+            rows.append(row)
+        y = rows.index(row)
+        (art,) = ax.plot([t0, t0], [y - 0.3, y + 0.3], color="0.35", lw=1)
+        seen.setdefault("postcopy marker", art)
+        if t0 - last_label > 0.04 * span:  # label only markers that do not overlap
+            ax.annotate(state, (t0, y - 0.3), xytext=(2, 0), textcoords="offset points",
+                        fontsize="x-small", rotation=20, va="bottom", clip_on=True)  # fmt: skip
+            last_label = t0
 
 
 def _latency(trace: Trace) -> tuple[AnalysisResult, np.ndarray]:

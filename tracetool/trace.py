@@ -88,6 +88,14 @@ class Trace:
             self._analyses = Analyses(self)
         return self._analyses
 
+    @property
+    def plot(self):
+        """The figures (timeline, latency_histogram, latency_cdf, reclaimed, conflicts_map) as
+        methods returning matplotlib Figures: ``trace.plot.timeline()``."""
+        from tracetool.plots import Plots
+
+        return Plots(self)
+
     def event_counts(self) -> dict[str, int]:
         """Number of records per event name, most frequent first."""
         if self._counts is None:
@@ -197,6 +205,11 @@ class Trace:
         return (self.events if name is None else self.table(name)).to_pandas()
 
     # -- display ------------------------------------------------------------------------
+    def _repr_html_(self) -> str:
+        from tracetool.display import trace_html
+
+        return trace_html(self)
+
     def __repr__(self) -> str:
         s = self.stats
         return (
