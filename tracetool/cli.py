@@ -65,6 +65,7 @@ EngineOpt = Annotated[
     Engine, typer.Option("--engine", help="Parser engine: auto, numba (compiled) or arrow.")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+SvgOpt = Annotated[bool, typer.Option("--svg", help="Write SVG beside each PNG.")]
 
 
 class _LazyProgress:
@@ -393,6 +394,10 @@ def analyze(
     trace_events: EventsOpt = None,
     engine: EngineOpt = Engine.auto,
     quiet: QuietOpt = False,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", help="Also write the figures (PNG) to this folder.")
+    ] = None,
+    svg: SvgOpt = False,
 ) -> None:
     """Summarise a trace: format, counts, time span, top events, migration phases, pages."""
     t = _load(trace, fmt, strict, trace_events, engine, quiet or json_out)
@@ -403,6 +408,52 @@ def analyze(
         _print_summary(s)
         if "replay" in s:
             _print_replay(s["replay"])
+    if plots is not None:
+        _write_plots(t, plots, svg)
+
+
+def _write_plots(t, outdir: Path, svg: bool) -> None:
+    from tracetool.plots import write_plots
+
+    skipped: dict[str, str] = {}
+    paths = write_plots(t, outdir, svg=svg, skipped=skipped)
+    err.print(f"wrote {len(paths)} figure files to {outdir}", highlight=False)
+    for kind, why in skipped.items():
+        err.print(f"  skipped {kind}: {why}", highlight=False, markup=False)
+
+
+@app.command()
+def plot(
+    trace: Annotated[Path, typer.Argument(help="Trace file (plain or compressed) or - for stdin.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the figures.")],
+    svg: SvgOpt = False,
+    fmt: FormatOpt = "auto",
+    strict: StrictOpt = False,
+    trace_events: EventsOpt = None,
+    engine: EngineOpt = Engine.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write the figures (timeline, fault latency, memory per policy, conflicts map) as PNG."""
+    t = _load(trace, fmt, strict, trace_events, engine, quiet)
+    _write_plots(t, output, svg)
+
+
+@app.command()
+def report(
+    trace: Annotated[Path, typer.Argument(help="Trace file (plain or compressed) or - for stdin.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")],
+    fmt: FormatOpt = "auto",
+    strict: StrictOpt = False,
+    trace_events: EventsOpt = None,
+    engine: EngineOpt = Engine.auto,
+    quiet: QuietOpt = False,
+) -> None:
+    """Write one self-contained HTML report (tables, embedded figures) to attach to a bug."""
+    from tracetool.report import write_report
+
+    t = _load(trace, fmt, strict, trace_events, engine, quiet)
+    write_report(t, output)
+    err.print(f"wrote {output} ({output.stat().st_size:,} bytes)", highlight=False)
 
 
 @app.command()

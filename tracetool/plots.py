@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from analyses.base import AnalysisResult, MissingAnalysisEvents
 from analyses.phases import PHASE_MARKERS
+from tracetool.errors import UsageError
 from tracetool.replay.model import ConflictClass
 
 if TYPE_CHECKING:
@@ -419,13 +420,17 @@ def write_plots(
     """Write each figure as ``OUTDIR/<kind>.png`` (and ``.svg``); returns the paths written.
     Figures whose analysis cannot run are left out, their reason put in ``skipped``."""
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for kind, fig in figures(trace, skipped).items():
-        for ext in ("png", "svg") if svg else ("png",):
-            path = outdir / f"{kind.value}.{ext}"
-            fig.savefig(path, format=ext)
-            paths.append(path)
+    path = outdir
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        for kind, fig in figures(trace, skipped).items():
+            for ext in ("png", "svg") if svg else ("png",):
+                path = outdir / f"{kind.value}.{ext}"
+                fig.savefig(path, format=ext)
+                paths.append(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write the figure: {exc.strerror}", path=str(path)) from None
     return paths
 
 

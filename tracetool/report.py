@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from analyses.base import AnalysisResult, MissingAnalysisEvents
 from tracetool.display import dict_html, esc, result_html, table_html
+from tracetool.errors import UsageError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -157,5 +158,9 @@ def render(trace: Trace) -> str:
 def write_report(trace: Trace, path: str | Path) -> Path:
     """Write the report of ``trace`` to ``path`` (one self-contained HTML file)."""
     path = Path(path)
-    path.write_text(render(trace), encoding="utf-8")
+    text = render(trace)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the report: {exc.strerror}", path=str(path)) from None
     return path
