@@ -56,6 +56,8 @@ def _series(res: ReplayResult, policy: str) -> tuple[np.ndarray, np.ndarray]:
     at, held = at[keep], held[keep]
     ts = _replayed.ts_of_orders(res, at)
     x = at if ts is None else ts
+    last = np.append(x[1:] != x[:-1], True)  # one point per x: the value after its changes
+    x, held = x[last], held[last]
     lo, hi = (0, max(n - 1, 0)) if ts is None else (res.order.ts_sorted[0], res.order.ts_sorted[-1])
     if len(x) > MAX_POINTS:
         edges = np.linspace(lo, hi, MAX_POINTS + 1)[1:].astype(np.int64)
