@@ -328,9 +328,11 @@ def reclaimed(trace: Trace) -> Figure:
     ax.set_xlabel("time since migration start (s)")
     ax.set_ylabel("reclaimed (MiB)")
     pol = pc.cast(t["policy"], pa.string())
-    for p in pc.unique(pol).to_pylist():
+    styles = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+    for i, p in enumerate(pc.unique(pol).to_pylist()):  # overlapping policies stay visible
         sel = t.filter(pc.equal(pol, p))
-        ax.step(_np(sel, "t_rel_s"), _np(sel, "reclaimed_bytes") / MIB, where="post", label=p)
+        ax.step(_np(sel, "t_rel_s"), _np(sel, "reclaimed_bytes") / MIB, where="post", label=p,
+                ls=styles[i % len(styles)], lw=2.2 - 0.3 * (i % 4))  # fmt: skip
     if t.num_rows:
         ax.legend(frameon=False, title="policy")
     else:
@@ -360,11 +362,21 @@ def conflicts_map(trace: Trace) -> Figure:
                 ax_t.scatter(_np(sel, "gpa") / GIB, _np(sel, "t_rel_s"), marker=m, s=18,
                              color=CLASS_COLOURS.get(k, "k"), label=f"{k} ({p})")  # fmt: skip
     _region_bars(ax_n, res.tables["by_region"])
+    ax_t.ticklabel_format(axis="y", useOffset=False)
+    ax_n.set_xlim(0, _gpa_end(trace, c) / GIB)
     if c.num_rows:
         ax_t.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     else:
         _note(ax_t, "no conflicting pages under any replayed policy")
     return fig
+
+
+def _gpa_end(trace: Trace, conflicts: pa.Table) -> float:
+    """End of guest RAM in the replay's GPA map (else just past the last conflict)."""
+    gpa_map = trace.replay().summary["address_map"]["gpa_map"]
+    ends = [int(str(m["gpa_end"]), 0) for m in gpa_map]
+    last = float(pc.max(conflicts["gpa"]).as_py() or 0) + 4096 if conflicts.num_rows else 0.0
+    return float(max([*ends, last])) or float(GIB)
 
 
 def _region_bars(ax: Axes, by_region: pa.Table) -> None:
@@ -389,7 +401,8 @@ def _region_bars(ax: Axes, by_region: pa.Table) -> None:
                color=CLASS_COLOURS.get(k, "k"), label=k)  # fmt: skip
         bottom += n
     ax.set_title(f"Conflicting pages per address region, policy {worst}", fontsize="medium")
-    ax.legend(frameon=False, fontsize="small", title="class")
+    ax.legend(frameon=False, fontsize="small", title="class", loc="upper left",
+              bbox_to_anchor=(1.01, 1))  # fmt: skip
 
 
 PLOTS: dict[PlotKind, Callable[[Trace], Figure]] = {
