@@ -116,7 +116,7 @@ def _records(buf: bytes) -> list[tuple[int, int]]:
 
 def cut_simpletrace(src: Path, dst: Path, ranges: list[tuple[int, int]]) -> int:
     """Write the header and the records in ``ranges`` of ``src`` to ``dst`` (gzip, no mtime)."""
-    buf = gzip.open(src).read() if src.suffix == ".gz" else src.read_bytes()
+    buf = gzip.decompress(src.read_bytes()) if src.suffix == ".gz" else src.read_bytes()
     recs = _records(buf)
     parts = [buf[:24]] + [buf[recs[a][0] : recs[min(b, len(recs)) - 1][1]] for a, b in ranges]
     with open(dst, "wb") as raw, gzip.GzipFile("", "wb", 9, raw, mtime=0) as f:
