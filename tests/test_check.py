@@ -1,0 +1,206 @@
+"""``tracetool check``: the committed baselines pass, an altered trace or baseline fails naming the
+field, errors exit 2, limits, and the JUnit XML report."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.conftest import DST_EXCERPT, SAMPLES, run_cli
+from tracetool.check import Change, Limit, LimitKind, baseline_name, diff, golden
+from tracetool.errors import CheckError
+
+EXPECTED = SAMPLES / "expected"
+D_CUT = SAMPLES / "qemu-7.2" / "d-dst-excerpt.trace.simple.gz"
+CLASSES_SAMPLE = SAMPLES / "synthetic" / "conflict-classes.log.gz"
+CLASSES_TRUTH = SAMPLES / "synthetic" / "conflict-classes.truth.json"
+
+
+def check(monkeypatch, capsys, *args):
+    code, out, err = run_cli(monkeypatch, capsys, "check", *args)
+    return code, out, err
+
+
+def check_json(monkeypatch, capsys, *args):
+    code, out, err = check(monkeypatch, capsys, *args, "--json")
+    return code, json.loads(out), err
+
+
+# -- comparison ---------------------------------------------------------------------------------
+
+
+def test_diff_names_fields_by_dotted_path():
+    base = {"a": 1, "b": {"c": [1, 2, {"d": "x"}], "e": True}, "gone": 0, "f": 0.1}
+    cur = {"a": 1, "b": {"c": [1, 3, {"d": "y"}, 4], "e": 1}, "new": 5, "f": 0.1 + 1e-12}
+    got = {c.field: (c.baseline, c.current) for c in diff(base, cur)}
+    assert set(got) == {"b.c[1]", "b.c[2].d", "b.c[3]", "b.e", "gone", "new"}
+    assert got["b.c[1]"] == (2, 3) and got["b.e"] == (True, 1)  # a bool is not an int
+    assert Change("x.y", 1, 2).text() == "x.y: 1 -> 2"
+    assert "(absent)" in next(c for c in diff(base, cur) if c.field == "new").text()
+
+
+def test_golden_leaves_out_volatile_values_at_any_depth():
+    doc = {"path": "p", "engine": "arrow", "x": [{"parse_seconds": 1, "y": 2}], "z": 3}
+    assert golden(doc) == {"x": [{"y": 2}], "z": 3}
+
+
+def test_baseline_name_drops_the_compression_suffix_only():
+    assert baseline_name("d/a.trace.log.gz") == "a.trace.log.json"
+    assert baseline_name("t.simple") == "t.simple.json"
+
+
+# -- the committed baselines --------------------------------------------------------------------
+
+
+def test_check_passes_on_committed_baselines(monkeypatch, capsys):
+    traces = [DST_EXCERPT, D_CUT, CLASSES_SAMPLE]
+    code, res, _ = check_json(monkeypatch, capsys, *traces, "--baseline", EXPECTED)
+    assert code == 0
+    assert [t["status"] for t in res["traces"]] == ["ok"] * 3
+
+
+def test_altered_trace_fails_naming_the_field(monkeypatch, capsys, tmp_path):
+    """One balloon request line removed from a copy of the excerpt (same name)."""
+    lines = gzip.decompress(DST_EXCERPT.read_bytes()).decode().splitlines(keepends=True)
+    i = next(i for i, s in enumerate(lines) if ":virtio_balloon_handle_output " in s)
+    n = sum(":virtio_balloon_handle_output " in s for s in lines)
+    altered = tmp_path / DST_EXCERPT.name
+    altered.write_bytes(gzip.compress("".join(lines[:i] + lines[i + 1 :]).encode()))
+    code, res, _ = check_json(monkeypatch, capsys, altered, "--baseline", EXPECTED)
+    assert code == 1
+    changes = {c["field"]: (c["baseline"], c["current"]) for c in res["traces"][0]["changes"]}
+    assert changes["event_counts.virtio_balloon_handle_output"] == (n, n - 1)
+    assert changes["lines"] == (len(lines), len(lines) - 1)
+    code, out, _ = check(monkeypatch, capsys, altered, "--baseline", EXPECTED)
+    assert code == 1 and "event_counts.virtio_balloon_handle_output" in out
+
+
+def test_altered_baseline_fails_naming_the_field(monkeypatch, capsys, tmp_path):
+    name = baseline_name(D_CUT)
+    doc = json.loads((EXPECTED / name).read_text())
+    was = doc["replay"]["policies"]["inhibit"]["dropped_pages"]
+    doc["replay"]["policies"]["inhibit"]["dropped_pages"] = was + 7
+    (tmp_path / name).write_text(json.dumps(doc))
+    code, res, _ = check_json(monkeypatch, capsys, D_CUT, "--baseline", tmp_path)
+    assert code == 1
+    assert res["traces"][0]["changes"] == [
+        {"field": "replay.policies.inhibit.dropped_pages", "baseline": was + 7, "current": was}
+    ]
+
+
+def test_update_writes_baselines_that_then_pass(monkeypatch, capsys, tmp_path):
+    code, _, _ = check(monkeypatch, capsys, D_CUT, "--baseline", tmp_path, "--update")
+    assert code == 0
+    written = tmp_path / "d-dst-excerpt.trace.simple.json"
+    assert json.loads(written.read_text()) == json.loads((EXPECTED / written.name).read_text())
+    code, _, _ = check(monkeypatch, capsys, D_CUT, "--baseline", tmp_path)
+    assert code == 0
+
+
+# -- errors (exit 2) ----------------------------------------------------------------------------
+
+
+def test_missing_baseline_names_the_expected_path(monkeypatch, capsys, tmp_path):
+    code, _, err = check(monkeypatch, capsys, D_CUT, "--baseline", tmp_path)
+    assert code == 2
+    assert f"{tmp_path / 'd-dst-excerpt.trace.simple.json'}: no baseline" in err
+
+
+def test_unreadable_trace_is_an_error_naming_it(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "bad.log.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    shutil.copy(EXPECTED / baseline_name(D_CUT), tmp_path)
+    code, res, err = check_json(monkeypatch, capsys, bad, D_CUT, "--baseline", tmp_path)
+    assert code == 2
+    assert [t["status"] for t in res["traces"]] == ["error", "ok"]  # the others still checked
+    assert str(bad) in err and err.count("\n") == 1
+
+
+def test_two_traces_for_one_baseline_is_a_usage_error(monkeypatch, capsys, tmp_path):
+    other = tmp_path / DST_EXCERPT.name
+    shutil.copy(DST_EXCERPT, other)
+    code, _, err = check(monkeypatch, capsys, DST_EXCERPT, other, "--baseline", EXPECTED)
+    assert code == 2 and "would share the baseline" in err
+
+
+# -- limits -------------------------------------------------------------------------------------
+
+
+def test_fail_on_conflicts_follows_the_planted_truth(monkeypatch, capsys):
+    truth = json.loads(CLASSES_TRUTH.read_text())["replay"]["policies"]
+    for policy in ("no-inhibit", "inhibit", "defer"):
+        want = 1 if sum(truth[policy]["conflicts"].values()) else 0
+        code, res, _ = check_json(monkeypatch, capsys, CLASSES_SAMPLE, "--baseline", EXPECTED,
+                                  "--fail-on", f"conflicts:{policy}")  # fmt: skip
+        assert code == want, policy
+        assert res["traces"][0]["limits"][0]["status"] == ("changed" if want else "ok")
+    assert sum(truth["no-inhibit"]["conflicts"].values()) > 0  # both outcomes were exercised
+    assert sum(truth["inhibit"]["conflicts"].values()) == 0
+
+
+def test_fail_on_unknown_policy_or_kind(monkeypatch, capsys):
+    code, _, err = check(monkeypatch, capsys, D_CUT, "--baseline", EXPECTED,
+                         "--fail-on", "conflicts:nope")  # fmt: skip
+    assert code == 2 and "unknown policy 'nope'" in err
+    code, _, err = check(monkeypatch, capsys, D_CUT, "--baseline", EXPECTED, "--fail-on", "bugs")
+    assert code == 2 and "--fail-on takes conflicts" in err
+
+
+def test_latency_limit_reads_postcopy_faults_p99():
+    lim = Limit(LimitKind.LATENCY_P99, max_ms=1.0)
+    assert lim.evaluate({"postcopy_faults": {"p99_us": 1000}}) is None
+    assert "1.5 ms > 1 ms" in lim.evaluate({"postcopy_faults": {"p99_us": 1500}})
+    for lacking in ({}, {"postcopy_faults": {"p99_us": None}}):
+        with pytest.raises(CheckError, match=r"postcopy_faults\.p99_us"):
+            lim.evaluate(lacking)
+
+
+def test_latency_limit_on_a_sample(monkeypatch, capsys):
+    """On the real excerpt: exit 1 below its p99, 0 above; exit 2 while the key does not exist."""
+    from tracetool.cli import analysis_json
+    from tracetool.trace import load
+
+    p99 = (analysis_json(load(DST_EXCERPT)).get("postcopy_faults") or {}).get("p99_us")
+    if p99 is None:
+        code, _, err = check(monkeypatch, capsys, DST_EXCERPT, "--baseline", EXPECTED,
+                             "--max-latency-p99", "1")  # fmt: skip
+        assert code == 2 and "postcopy_faults.p99_us" in err
+        return
+    for ms, want in ((p99 / 1000 * 0.5, 1), (p99 / 1000 * 2, 0)):
+        code, res, _ = check_json(monkeypatch, capsys, DST_EXCERPT, "--baseline", EXPECTED,
+                                  "--max-latency-p99", str(ms))  # fmt: skip
+        assert code == want, (ms, res)
+
+
+# -- JUnit --------------------------------------------------------------------------------------
+
+
+def test_junit_xml_structure(monkeypatch, capsys, tmp_path):
+    for p in (DST_EXCERPT, D_CUT):
+        shutil.copy(EXPECTED / baseline_name(p), tmp_path)
+    name = tmp_path / baseline_name(DST_EXCERPT)
+    doc = json.loads(name.read_text())
+    doc["lines"] += 1
+    name.write_text(json.dumps(doc))
+    junit = tmp_path / "out" / "check.xml"
+    junit.parent.mkdir()
+    code, _, _ = check(monkeypatch, capsys, DST_EXCERPT, D_CUT, "--baseline", tmp_path,
+                       "--fail-on", "conflicts:inhibit", "--junit", junit)  # fmt: skip
+    assert code == 1
+    root = ET.parse(junit).getroot()
+    suites = root.findall("testsuite") if root.tag == "testsuites" else [root]
+    assert len(suites) == 1
+    suite = suites[0]
+    cases = suite.findall("testcase")
+    assert int(suite.get("tests")) == len(cases) == 4  # 2 traces x (baseline + 1 limit)
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert int(suite.get("failures")) == len(failures) == 1
+    assert int(suite.get("errors")) == 0
+    assert failures[0].get("name") == DST_EXCERPT.name
+    f = failures[0].find("failure")
+    assert "1 field(s) differ" in f.get("message") and f.text.startswith("lines: ")
+    assert all(c.get("classname") and c.get("name") for c in cases)
