@@ -191,9 +191,10 @@ def run(trace: Trace) -> AnalysisResult:
         start_ns = phases.run(trace).summary["start_ns"]
     bt = _blocktime.analyse(trace, starts, amap, faults, fault_pages)
     demand_ts = (pl_ts[h])[has_lat] if len(pl_ts) else np.zeros(0, np.int64)
+    hist = histogram(lat)
     tables = {
         "requests": requests,
-        "histogram": histogram(lat),
+        "histogram": hist,
         "rate": rate(
             {
                 "requests": t_req[req_has_ts[first]],
@@ -213,6 +214,7 @@ def run(trace: Trace) -> AnalysisResult:
         "p99_us": _pct(lat, 99),
         "max_us": round(float(lat.max()), 3) if len(lat) else None,
         "mean_us": round(float(lat.mean()), 3) if len(lat) else None,
+        "latency_dist": hist["count"].to_pylist(),
         "unresolved": int((~placed).sum()),
         "fault_messages": int(faults.num_rows) if faults is not None else int(req.num_rows),
         **summary_places,

@@ -365,12 +365,16 @@ def replay(
 
 
 def analysis_json(
-    t, replay: bool = True, race: int = 0, memory_map=None, page=None, version=None
+    t, replay: bool = True, race: int = 0, memory_map=None, page=None, version=None, qmp_log=None
 ) -> dict:
     """What ``analyze --json`` prints for a loaded trace (``check`` compares the same dict)."""
     from analyses import summary
+    from tracetool.fault_report import fault_json, qmp_json
 
     s = summary.run(t)
+    s.update(fault_json(t))
+    if qmp_log is not None:
+        s["qmp_check"] = qmp_json(t, s, qmp_log)
     if replay:
         s["replay"] = _run_replay(t, "all", race, memory_map, page, version).summary
     return s
@@ -398,14 +402,23 @@ def analyze(
         Path | None, typer.Option("--plots", help="Also write the figures (PNG) to this folder.")
     ] = None,
     svg: SvgOpt = False,
+    qmp_log: Annotated[
+        Path | None,
+        typer.Option("--qmp-log", help="QMP log (JSON): compare QEMU's query-migrate figures."),
+    ] = None,
 ) -> None:
     """Summarise a trace: format, counts, time span, top events, migration phases, pages."""
+    from tracetool.fault_report import print_faults
+
     t = _load(trace, fmt, strict, trace_events, engine, quiet or json_out)
-    s = analysis_json(t, not no_replay, race_window, memory_map, host_page_size, qemu_version)
+    s = analysis_json(
+        t, not no_replay, race_window, memory_map, host_page_size, qemu_version, qmp_log
+    )
     if json_out:
         sys.stdout.write(json.dumps(s, indent=2, sort_keys=False) + "\n")
     else:
         _print_summary(s)
+        print_faults(out, s)
         if "replay" in s:
             _print_replay(s["replay"])
     if plots is not None:
