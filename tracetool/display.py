@@ -24,11 +24,18 @@ def esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _cell(value: Any) -> str:
+#: Columns printed in hexadecimal (addresses).
+HEX_COLUMNS = frozenset({"hva", "gpa", "gpa_lo", "gpa_hi", "host", "host_addr"})
+
+
+def _cell(value: Any, column: str = "") -> str:
+    """A value as text: addresses in hex, timestamps as plain digits, counts with commas."""
     if isinstance(value, float):
         return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:.6e}"
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}" if abs(value) < 1 << 40 else hex(value)
+        if column in HEX_COLUMNS:
+            return hex(value)
+        return str(value) if column.endswith("_ns") and abs(value) > 1 << 40 else f"{value:,}"
     return "" if value is None else str(value)
 
 
@@ -37,7 +44,7 @@ def table_html(table: pa.Table, limit: int = HEAD, caption: str | None = None) -
     head = table.slice(0, limit).to_pylist()
     th = "".join(f"<th>{esc(n)}</th>" for n in table.column_names)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{esc(_cell(r[n]))}</td>" for n in table.column_names) + "</tr>"
+        "<tr>" + "".join(f"<td>{esc(_cell(r[n], n))}</td>" for n in table.column_names) + "</tr>"
         for r in head
     )
     shown = f" (first {len(head)} of {table.num_rows:,} rows)" if table.num_rows > limit else ""
@@ -47,17 +54,20 @@ def table_html(table: pa.Table, limit: int = HEAD, caption: str | None = None) -
 
 def dict_html(values: dict[str, Any]) -> str:
     """A flat ``key: value`` table; nested values are shown as their text."""
-    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_cell(v))}</td></tr>" for k, v in values.items())
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(_cell(v, k))}</td></tr>" for k, v in values.items()
+    )
     return f"<table>{rows}</table>"
 
 
-def result_html(result: AnalysisResult, limit: int = HEAD) -> str:
-    """An analysis result: headline figures, notes, and the head of its main table."""
+def result_html(result: AnalysisResult, limit: int = HEAD, every_table: bool = False) -> str:
+    """An analysis result: headline figures, notes, and the head of its main table (of every
+    table with ``every_table``)."""
     flat = {k: v for k, v in result.summary.items() if not isinstance(v, dict | list)}
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
-    main = next(iter(result.tables), None)
-    body = table_html(result.table, limit, caption=main) if main else ""
-    others = [n for n in result.tables if n != main]
+    shown = list(result.tables)[: None if every_table else 1]
+    body = "".join(table_html(result.tables[n], limit, caption=n) for n in shown)
+    others = [n for n in result.tables if n not in shown]
     more = f"<p>Other tables: {esc(', '.join(others))}</p>" if others else ""
     return (
         f"<div><strong>{esc(result.name)}</strong>{dict_html(flat)}"

@@ -312,7 +312,7 @@ def latency_cdf(trace: Trace) -> Figure:
         if x.min() > 0:
             ax.set_xscale("log")
         ax.set_ylim(0, 1.02)
-        ax.legend(frameon=False, loc="lower right")
+        ax.legend(frameon=False, loc="upper left")
     else:
         _note(ax, "no resolved page requests in this trace")
     return fig

@@ -125,7 +125,7 @@ def _analysis_section(trace: Trace, section: Section, skipped: dict[str, str]) -
         skipped[name] = exc.message
         return f'<p class="skip">Not in this trace: {esc(exc.message)}</p>'
     limit = TOP_CONFLICTS if section is Section.CONFLICTS else 10
-    body = result_html(res, limit)
+    body = result_html(res, limit, every_table=True)
     for fn in figs:
         body += _img(getattr(plots, fn)(trace), f"{fn.replace('_', ' ')} figure")
     return body
@@ -141,7 +141,7 @@ def render(trace: Trace) -> str:
     for section in ANALYSIS:
         body = _analysis_section(trace, section, skipped)
         parts.append(f'<section id="{section.value}"><h2>{TITLES[section]}</h2>{body}</section>')
-    rows = "".join(f"<li><b>{esc(n)}</b>: {esc(m)}</li>" for n, m in skipped.items())
+    rows = "".join(f"<li><strong>{esc(n)}</strong>: {esc(m)}</li>" for n, m in skipped.items())
     parts.append(
         f'<section id="{Section.SKIPPED.value}"><h2>{TITLES[Section.SKIPPED]}</h2>'
         + (f"<ul>{rows}</ul>" if rows else "<p>None: every analysis ran.</p>")
