@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import DST_EXCERPT, SAMPLES, run_cli
+from tests.conftest import DST_EXCERPT, SAMPLES, SRC_EXCERPT, run_cli
 from tracetool.check import Change, Limit, LimitKind, baseline_name, diff, golden
 from tracetool.errors import CheckError
 
@@ -132,8 +133,9 @@ def test_two_traces_for_one_baseline_is_a_usage_error(monkeypatch, capsys, tmp_p
 
 def test_fail_on_conflicts_follows_the_planted_truth(monkeypatch, capsys):
     truth = json.loads(CLASSES_TRUTH.read_text())["replay"]["policies"]
-    for policy in ("no-inhibit", "inhibit", "defer"):
-        want = 1 if sum(truth[policy]["conflicts"].values()) else 0
+    qemu = json.loads(CLASSES_TRUTH.read_text())["replay"]["qemu_policy"]
+    for policy in ("no-inhibit", "inhibit", "defer", "qemu"):
+        want = 1 if sum(truth[qemu if policy == "qemu" else policy]["conflicts"].values()) else 0
         code, res, _ = check_json(monkeypatch, capsys, CLASSES_SAMPLE, "--baseline", EXPECTED,
                                   "--fail-on", f"conflicts:{policy}")  # fmt: skip
         assert code == want, policy
@@ -159,21 +161,35 @@ def test_latency_limit_reads_postcopy_faults_p99():
             lim.evaluate(lacking)
 
 
-def test_latency_limit_on_a_sample(monkeypatch, capsys):
-    """On the real excerpt: exit 1 below its p99, 0 above; exit 2 while the key does not exist."""
-    from tracetool.cli import analysis_json
-    from tracetool.trace import load
+def _req_latencies_ms(path) -> list[float]:
+    """Page request -> resolved latencies, paired by address from the raw lines."""
+    text = gzip.decompress(path.read_bytes()).decode()
+    pat = r"^\d+@(\d+\.\d+):postcopy_page_req_(add|del) \w+ page req (0x[0-9a-f]+)"
+    opened, out = {}, []
+    for ts, kind, addr in re.findall(pat, text, flags=re.M):
+        if kind == "add":
+            opened[addr] = float(ts)
+        elif addr in opened:
+            out.append((float(ts) - opened.pop(addr)) * 1000)
+    return out
 
-    p99 = (analysis_json(load(DST_EXCERPT)).get("postcopy_faults") or {}).get("p99_us")
-    if p99 is None:
-        code, _, err = check(monkeypatch, capsys, DST_EXCERPT, "--baseline", EXPECTED,
-                             "--max-latency-p99", "1")  # fmt: skip
-        assert code == 2 and "postcopy_faults.p99_us" in err
-        return
-    for ms, want in ((p99 / 1000 * 0.5, 1), (p99 / 1000 * 2, 0)):
+
+def test_latency_limit_on_a_sample(monkeypatch, capsys):
+    """Exit 1 under the fastest request's latency, 0 over the slowest (the p99 lies between)."""
+    lat = _req_latencies_ms(DST_EXCERPT)
+    assert len(lat) >= 10
+    for ms, want in ((min(lat) * 0.9, 1), (max(lat) + 1, 0)):
         code, res, _ = check_json(monkeypatch, capsys, DST_EXCERPT, "--baseline", EXPECTED,
-                                  "--max-latency-p99", str(ms))  # fmt: skip
+                                  "--max-latency-p99", f"{ms:.3f}")  # fmt: skip
         assert code == want, (ms, res)
+        assert res["traces"][0]["limits"][0]["status"] == ("changed" if want else "ok")
+
+
+def test_latency_limit_without_faults_is_an_error(monkeypatch, capsys):
+    """The source-side excerpt has no fault latencies: exit 2 with a message naming the key."""
+    code, _, err = check(monkeypatch, capsys, SRC_EXCERPT, "--baseline", EXPECTED,
+                         "--max-latency-p99", "100")  # fmt: skip
+    assert code == 2 and "postcopy_faults.p99_us" in err and str(SRC_EXCERPT) in err
 
 
 # -- JUnit --------------------------------------------------------------------------------------

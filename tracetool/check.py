@@ -182,11 +182,14 @@ class Limit:
             policies = (result.get("replay") or {}).get("policies")
             if not policies:
                 raise CheckError("no replay in the results: conflicts cannot be checked")
-            if self.policy is not None and self.policy not in policies:
+            policy = self.policy
+            if policy == "qemu":  # the policy of the QEMU that wrote the trace
+                policy = result["replay"]["qemu_policy"]["policy"]
+            if policy is not None and policy not in policies:
                 raise CheckError(
-                    f"unknown policy {self.policy!r} (expected one of: {', '.join(policies)})"
+                    f"unknown policy {policy!r} (expected one of: {', '.join(policies)}, qemu)"
                 )
-            names = [self.policy] if self.policy else list(policies)
+            names = [policy] if policy else list(policies)
             found = {n: sum(policies[n]["conflicts"].values()) for n in names}
             found = {n: c for n, c in found.items() if c}
             if not found:
