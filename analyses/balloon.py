@@ -76,10 +76,14 @@ class _SetConfig:
     """``virtio_balloon_set_config`` records in replay order: x (ns or order), actual, old."""
 
     def __init__(self, trace: Trace, res: ReplayResult) -> None:
-        if "virtio_balloon_set_config" not in trace:
+        t = (
+            trace.table("virtio_balloon_set_config")
+            if "virtio_balloon_set_config" in trace
+            else None
+        )
+        if t is None or not {"actual", "oldactual"} <= set(t.column_names):  # not decoded
             self.x = self.actual = self.old = np.zeros(0, np.int64)
             return
-        t = trace.table("virtio_balloon_set_config")
         order = res.order.of_lines(t["line"].to_numpy())
         srt = np.argsort(order, kind="stable")
         self.x = _x(res, order[srt])

@@ -129,6 +129,20 @@ def test_trace_without_timestamps_bins_over_trace_order(tmp_path):
     assert res.tables["targets"]["time_to_target_s"].null_count == 2 and res.notes
 
 
+def test_set_config_alone_gives_sizes_but_no_requests(tmp_path):
+    t = T().raw(1.0, MAIN, "virtio_balloon_set_config", "actual: 7 oldactual: 0")
+    t.raw(2.0, MAIN, "virtio_balloon_set_config", "actual: 4 oldactual: 7")
+    res = run("balloon", t.load(tmp_path))
+    tl = res.tables["timeline"]
+    # span 1.0 .. 2.0 s from the first event (no migration): 2 ms bins need 501, 5 ms 201
+    assert tl.num_rows == 201 and res.summary["bin_width_ns"] == 5_000_000
+    assert sum(tl["inflate_pages"].to_pylist()) == sum(tl["deflate_pages"].to_pylist()) == 0
+    actual = tl["actual_pages"].to_pylist()
+    assert actual[0] == 7 and actual[-1] == 4 and set(actual) == {7, 4}
+    assert res.tables["requests"].num_rows == 0
+    assert (res.summary["inflate_pages"], res.summary["final_actual_pages"]) == (0, 4)
+
+
 def test_missing_balloon_events_name_them(tmp_path):
     tr = postcopy().place(4.0, 0x5000).end(9.0).load(tmp_path)
     with pytest.raises(MissingAnalysisEvents) as exc:
