@@ -150,6 +150,157 @@ def _pattern(r, dkind, dbits):
 
 
 @njit(cache=CACHE, nogil=True)
+def _render_row(buf, vals, sst, slen, ops, lo, nops, lits, out, pos, tmp, dg):
+    """Print one record's arguments (``vals``/``sst``/``slen`` of its arguments) with the
+    ops rows ``lo .. lo + nops`` into ``out`` at ``pos``; returns the new position.
+    ``tmp`` (128 bytes) and ``dg`` (64 bytes) are scratch."""
+    for o in range(lo, lo + nops):
+        kind = ops[o, 0]
+        a = ops[o, 1]
+        if kind == OP_LIT:
+            lp = ops[o, 11]
+            ll = ops[o, 12]
+            if ll <= 8:
+                for t in range(ll):
+                    out[pos + t] = lits[lp + t]
+            else:
+                out[pos : pos + ll] = lits[lp : lp + ll]
+            pos += ll
+            continue
+        if kind == OP_STR:
+            ln = slen[a]
+            if ln == 0:  # NULL
+                for c in (40, 110, 117, 108, 108, 41):  # (null)
+                    out[pos] = c
+                    pos += 1
+            else:
+                s = sst[a]
+                if ln <= 32:
+                    for t in range(ln):
+                        out[pos + t] = buf[s + t]
+                else:
+                    out[pos : pos + ln] = buf[s : s + ln]
+                pos += ln
+            continue
+        flags = ops[o, 3]
+        width = ops[o, 4]
+        prec = ops[o, 5]
+        p = _pattern(vals[a], ops[o, 9], ops[o, 10])
+        nb = 0  # body bytes in tmp (in order)
+        if kind == OP_CHAR:
+            b = p & np.uint64(0xFF)
+            if b < np.uint64(0x80):
+                tmp[0] = np.uint8(b)
+                nb = 1
+            else:
+                tmp[0] = 0xEF
+                tmp[1] = 0xBF
+                tmp[2] = 0xBD
+                nb = 3
+            blen = 1  # printf counts the one byte
+        elif kind == OP_PTR and p == np.uint64(0):
+            for c in (40, 110, 105, 108, 41):  # (nil)
+                tmp[nb] = c
+                nb += 1
+            blen = nb
+        else:
+            cbits = ops[o, 6]
+            signed = ops[o, 7] != 0
+            neg = False
+            if kind == OP_PTR:
+                mag = p
+            else:
+                if cbits < 64:
+                    m = (np.uint64(1) << np.uint64(cbits)) - np.uint64(1)
+                    p = p & m
+                    if signed and (p >> np.uint64(cbits - 1)) & np.uint64(1):
+                        p = p | ~m
+                mag = p
+                if signed and (p >> np.uint64(63)) & np.uint64(1):
+                    neg = True
+                    mag = ~p + np.uint64(1)
+            base = np.uint64(ops[o, 2])
+            digs = _DIGITS_UP if ops[o, 8] else _DIGITS_LO
+            # digits, last first, into dg
+            nd = 0
+            v = mag
+            if base == np.uint64(16):
+                while v != np.uint64(0):
+                    dg[nd] = digs[v & np.uint64(15)]
+                    v = v >> np.uint64(4)
+                    nd += 1
+            elif base == np.uint64(10):
+                while v != np.uint64(0):
+                    q = v // np.uint64(10)
+                    dg[nd] = 48 + np.uint8(v - q * np.uint64(10))
+                    v = q
+                    nd += 1
+            else:
+                while v != np.uint64(0):
+                    dg[nd] = 48 + np.uint8(v & np.uint64(7))
+                    v = v >> np.uint64(3)
+                    nd += 1
+            if prec < 0 and nd == 0:
+                dg[0] = 48
+                nd = 1
+            while nd < prec:
+                dg[nd] = 48
+                nd += 1
+            # prefix and sign
+            pre0 = 0
+            pre1 = 0
+            npre = 0
+            if kind == OP_PTR:
+                pre0, pre1, npre = 48, 120, 2
+            elif flags & F_ALT and base == np.uint64(16) and mag != np.uint64(0):
+                pre0, pre1, npre = 48, 88 if ops[o, 8] else 120, 2
+            elif flags & F_ALT and base == np.uint64(8) and (nd == 0 or dg[nd - 1] != 48):
+                pre0, npre = 48, 1
+            sign = 0
+            if signed:
+                if neg:
+                    sign = 45
+                elif flags & F_PLUS:
+                    sign = 43
+                elif flags & F_SPACE:
+                    sign = 32
+            zeros = 0
+            head = (1 if sign else 0) + npre
+            zero_pad = flags & F_ZERO and not flags & F_MINUS and prec < 0
+            if zero_pad and kind != OP_PTR and width > head + nd:
+                zeros = width - head - nd
+            if sign:
+                tmp[nb] = sign
+                nb += 1
+            if npre >= 1:
+                tmp[nb] = pre0
+                nb += 1
+            if npre == 2:
+                tmp[nb] = pre1
+                nb += 1
+            for _ in range(zeros):
+                tmp[nb] = 48
+                nb += 1
+            for t in range(nd):
+                tmp[nb] = dg[nd - 1 - t]
+                nb += 1
+            blen = nb
+        pad = width - blen if width > blen else 0
+        if pad and not flags & F_MINUS:
+            for _ in range(pad):
+                out[pos] = 32
+                pos += 1
+        for t in range(nb):
+            out[pos] = tmp[t]
+            pos += 1
+        if pad and flags & F_MINUS:
+            for _ in range(pad):
+                out[pos] = 32
+                pos += 1
+    return pos
+
+
+@njit(cache=CACHE, nogil=True)
 def render(buf, vals, sst, slen, ops, lits, out):
     """Print every row's arguments into ``out`` (big enough: see ``bound``).
 
@@ -164,149 +315,7 @@ def render(buf, vals, sst, slen, ops, lits, out):
     pos = 0
     for i in range(n):
         offs[i] = pos
-        for o in range(nops):
-            kind = ops[o, 0]
-            a = ops[o, 1]
-            if kind == OP_LIT:
-                lo = ops[o, 11]
-                ll = ops[o, 12]
-                if ll <= 8:
-                    for t in range(ll):
-                        out[pos + t] = lits[lo + t]
-                else:
-                    out[pos : pos + ll] = lits[lo : lo + ll]
-                pos += ll
-                continue
-            if kind == OP_STR:
-                ln = slen[i, a]
-                if ln == 0:  # NULL
-                    for c in (40, 110, 117, 108, 108, 41):  # (null)
-                        out[pos] = c
-                        pos += 1
-                else:
-                    s = sst[i, a]
-                    if ln <= 32:
-                        for t in range(ln):
-                            out[pos + t] = buf[s + t]
-                    else:
-                        out[pos : pos + ln] = buf[s : s + ln]
-                    pos += ln
-                continue
-            flags = ops[o, 3]
-            width = ops[o, 4]
-            prec = ops[o, 5]
-            p = _pattern(vals[i, a], ops[o, 9], ops[o, 10])
-            nb = 0  # body bytes in tmp (in order)
-            if kind == OP_CHAR:
-                b = p & np.uint64(0xFF)
-                if b < np.uint64(0x80):
-                    tmp[0] = np.uint8(b)
-                    nb = 1
-                else:
-                    tmp[0] = 0xEF
-                    tmp[1] = 0xBF
-                    tmp[2] = 0xBD
-                    nb = 3
-                blen = 1  # printf counts the one byte
-            elif kind == OP_PTR and p == np.uint64(0):
-                for c in (40, 110, 105, 108, 41):  # (nil)
-                    tmp[nb] = c
-                    nb += 1
-                blen = nb
-            else:
-                cbits = ops[o, 6]
-                signed = ops[o, 7] != 0
-                neg = False
-                if kind == OP_PTR:
-                    mag = p
-                else:
-                    if cbits < 64:
-                        m = (np.uint64(1) << np.uint64(cbits)) - np.uint64(1)
-                        p = p & m
-                        if signed and (p >> np.uint64(cbits - 1)) & np.uint64(1):
-                            p = p | ~m
-                    mag = p
-                    if signed and (p >> np.uint64(63)) & np.uint64(1):
-                        neg = True
-                        mag = ~p + np.uint64(1)
-                base = np.uint64(ops[o, 2])
-                digs = _DIGITS_UP if ops[o, 8] else _DIGITS_LO
-                # digits, last first, into dg
-                nd = 0
-                v = mag
-                if base == np.uint64(16):
-                    while v != np.uint64(0):
-                        dg[nd] = digs[v & np.uint64(15)]
-                        v = v >> np.uint64(4)
-                        nd += 1
-                elif base == np.uint64(10):
-                    while v != np.uint64(0):
-                        q = v // np.uint64(10)
-                        dg[nd] = 48 + np.uint8(v - q * np.uint64(10))
-                        v = q
-                        nd += 1
-                else:
-                    while v != np.uint64(0):
-                        dg[nd] = 48 + np.uint8(v & np.uint64(7))
-                        v = v >> np.uint64(3)
-                        nd += 1
-                if prec < 0 and nd == 0:
-                    dg[0] = 48
-                    nd = 1
-                while nd < prec:
-                    dg[nd] = 48
-                    nd += 1
-                # prefix and sign
-                pre0 = 0
-                pre1 = 0
-                npre = 0
-                if kind == OP_PTR:
-                    pre0, pre1, npre = 48, 120, 2
-                elif flags & F_ALT and base == np.uint64(16) and mag != np.uint64(0):
-                    pre0, pre1, npre = 48, 88 if ops[o, 8] else 120, 2
-                elif flags & F_ALT and base == np.uint64(8) and (nd == 0 or dg[nd - 1] != 48):
-                    pre0, npre = 48, 1
-                sign = 0
-                if signed:
-                    if neg:
-                        sign = 45
-                    elif flags & F_PLUS:
-                        sign = 43
-                    elif flags & F_SPACE:
-                        sign = 32
-                zeros = 0
-                head = (1 if sign else 0) + npre
-                zero_pad = flags & F_ZERO and not flags & F_MINUS and prec < 0
-                if zero_pad and kind != OP_PTR and width > head + nd:
-                    zeros = width - head - nd
-                if sign:
-                    tmp[nb] = sign
-                    nb += 1
-                if npre >= 1:
-                    tmp[nb] = pre0
-                    nb += 1
-                if npre == 2:
-                    tmp[nb] = pre1
-                    nb += 1
-                for _ in range(zeros):
-                    tmp[nb] = 48
-                    nb += 1
-                for t in range(nd):
-                    tmp[nb] = dg[nd - 1 - t]
-                    nb += 1
-                blen = nb
-            pad = width - blen if width > blen else 0
-            if pad and not flags & F_MINUS:
-                for _ in range(pad):
-                    out[pos] = 32
-                    pos += 1
-            for t in range(nb):
-                out[pos] = tmp[t]
-                pos += 1
-            if pad and flags & F_MINUS:
-                for _ in range(pad):
-                    out[pos] = 32
-                    pos += 1
+        pos = _render_row(buf, vals[i], sst[i], slen[i], ops, 0, nops, lits, out, pos, tmp, dg)
     offs[n] = pos
     return offs
 
@@ -330,3 +339,183 @@ def gather(data, starts, ends, total):
         o += ln
     offsets[n] = o
     return offsets, out
+
+
+# candidate modes of the block kernel (parsers._simpletrace_fast.Program)
+M_NULL, M_KERNEL, M_PYTHON, M_ANY = 0, 1, 2, 3
+MAX_ARGS = 10
+
+
+@njit(cache=CACHE, nogil=True)
+def _fits(buf, pst, pen, layout, k, big, sbytes):
+    """Whether payload buf[pst:pen] reads exactly as ``layout[:k]`` (1 = string) with no NUL
+    inside a string; on success adds each string's length to ``sbytes[j]``."""
+    cur = pst
+    for j in range(k):
+        if layout[j]:
+            if cur + 4 > pen:
+                return False
+            ln = _rd32(buf, cur, big)
+            if cur + 4 + ln > pen:
+                return False
+            for t in range(cur + 4, cur + 4 + ln):
+                if buf[t] == 0:
+                    return False
+            cur += 4 + ln
+        else:
+            if cur + 8 > pen:
+                return False
+            cur += 8
+    if cur != pen:
+        return False
+    cur = pst  # it fits: count its string bytes
+    for j in range(k):
+        if layout[j]:
+            ln = _rd32(buf, cur, big)
+            sbytes[j] += ln
+            cur += 4 + ln
+        else:
+            cur += 8
+    return True
+
+
+@njit(cache=CACHE, nogil=True)
+def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layout, nargs,
+                 mode, ops_lo, ops_n, textfix, ops, lits, dropped_cand):  # fmt: skip
+    """Every event record of a block in one compiled walk (two passes over the records).
+
+    Pass 1 picks each record's candidate (the first of its name code's candidates whose layout
+    fits; -1 unknown id, -3 no layout fits, -4 bad dropped-events record) and counts rows and
+    string bytes per candidate. Pass 2 writes, in record order, the events columns and the
+    argument text (ops of ``M_KERNEL`` candidates; empty for the others), and, grouped by
+    candidate, the typed key columns, the u64 arguments (column-major per candidate) and the
+    string arguments (one Arrow offsets run of count + 1 per string column, int32, absolute
+    into ``s_data``). See ``parsers._simpletrace_fast`` for the layout of every output."""
+    ne = ev_start.shape[0]
+    nv = layout.shape[0]
+    grp = np.empty(ne, np.int32)
+    cnt = np.zeros(nv, np.int64)
+    sbytes = np.zeros((nv, MAX_ARGS), np.int64)
+    tbound = 0
+    nkept = 0
+    for i in range(ne):
+        pst = ev_start[i] + hsize + 24
+        pen = ev_end[i]
+        c = code[i]
+        g = -1
+        if c == -2:
+            g = dropped_cand if pen - pst == 8 else -4
+        elif c >= 0:
+            g = -3
+            for v in range(code_lo[c], code_lo[c] + code_n[c]):
+                if mode[v] == M_ANY or _fits(buf, pst, pen, layout[v], nargs[v], big, sbytes[v]):
+                    g = v
+                    break
+        grp[i] = g
+        if g >= 0:
+            cnt[g] += 1
+            nkept += 1
+            tbound += pen - pst + textfix[g]
+    # group bases
+    gbase = np.zeros(nv + 1, np.int64)
+    vbase = np.zeros(nv + 1, np.int64)
+    nstr = np.zeros(nv, np.int64)
+    scol = np.full((nv, MAX_ARGS), -1, np.int64)  # string column ordinal of each argument
+    obase = np.zeros(nv + 1, np.int64)
+    for v in range(nv):
+        gbase[v + 1] = gbase[v] + cnt[v]
+        vbase[v + 1] = vbase[v] + cnt[v] * nargs[v]
+        if mode[v] != M_ANY:
+            for j in range(nargs[v]):
+                if layout[v, j]:
+                    scol[v, j] = nstr[v]
+                    nstr[v] += 1
+        obase[v + 1] = obase[v] + (cnt[v] + 1) * nstr[v] if cnt[v] else obase[v]
+    sdbase = np.zeros((nv, MAX_ARGS), np.int64)
+    total_s = 0
+    for v in range(nv):
+        for j in range(nargs[v]):
+            if scol[v, j] >= 0:
+                sdbase[v, j] = total_s
+                total_s += sbytes[v, j]
+    g_vals = np.empty(vbase[nv], np.uint64)
+    g_ts = np.empty(nkept, np.int64)
+    g_pid = np.empty(nkept, np.int64)
+    g_rec = np.empty(nkept, np.int64)
+    s_offs = np.empty(obase[nv], np.int32)
+    s_data = np.empty(total_s, np.uint8)
+    ev_ts = np.empty(nkept, np.int64)
+    ev_pid = np.empty(nkept, np.int64)
+    ev_rec = np.empty(nkept, np.int64)
+    ev_cand = np.empty(nkept, np.int32)
+    a_off = np.empty(nkept + 1, np.int32)
+    a_data = np.empty(tbound, np.uint8)
+    nonascii = np.zeros(nv, np.bool_)
+    cur = np.zeros(nv, np.int64)
+    spos = sdbase.copy()
+    vals = np.zeros(MAX_ARGS, np.uint64)
+    sst = np.zeros(MAX_ARGS, np.int64)
+    slen = np.zeros(MAX_ARGS, np.int64)
+    tmp = np.empty(128, np.uint8)
+    dg = np.empty(64, np.uint8)
+    r = 0
+    pos = 0
+    for i in range(ne):
+        g = grp[i]
+        if g < 0:
+            continue
+        s = ev_start[i] + hsize
+        ts = np.int64(_rd64(buf, s + 8, big))
+        pid = _rd32(buf, s + 20, big)
+        k = cur[g]
+        cur[g] = k + 1
+        row = gbase[g] + k
+        g_ts[row] = ts
+        g_pid[row] = pid
+        g_rec[row] = i
+        ev_ts[r] = ts
+        ev_pid[r] = pid
+        ev_rec[r] = i
+        ev_cand[r] = g
+        a_off[r] = pos
+        r += 1
+        if mode[g] == M_ANY:
+            continue
+        na = nargs[g]
+        cnt_g = cnt[g]
+        p = s + 24
+        for j in range(na):
+            if layout[g, j]:
+                ln = _rd32(buf, p, big)
+                vals[j] = 0
+                sst[j] = p + 4
+                slen[j] = ln
+                o = obase[g] + scol[g, j] * (cnt_g + 1) + k
+                d = spos[g, j]
+                s_offs[o] = d
+                acc = 0
+                for t in range(ln):
+                    b = buf[p + 4 + t]
+                    s_data[d + t] = b
+                    acc |= b
+                if acc >= 0x80:
+                    nonascii[g] = True
+                spos[g, j] = d + ln
+                p += 4 + ln
+            else:
+                x = _rd64(buf, p, big)
+                vals[j] = x
+                slen[j] = 0
+                g_vals[vbase[g] + j * cnt_g + k] = x
+                p += 8
+        if mode[g] == M_KERNEL:
+            pos = _render_row(buf, vals, sst, slen, ops, ops_lo[g], ops_n[g], lits, a_data, pos,
+                              tmp, dg)  # fmt: skip
+    a_off[nkept] = pos
+    for v in range(nv):  # close every string column's offsets
+        if cnt[v]:
+            for j in range(nargs[v]):
+                if scol[v, j] >= 0:
+                    s_offs[obase[v] + scol[v, j] * (cnt[v] + 1) + cnt[v]] = spos[v, j]
+    return (grp, cnt, gbase, vbase, obase, scol, g_vals, g_ts, g_pid, g_rec, s_offs, s_data,
+            ev_ts, ev_pid, ev_rec, ev_cand, a_off, a_data[:pos], nonascii)  # fmt: skip

@@ -193,6 +193,7 @@ class SimpleContext:
     dropped_events: int = 0
     compiled: bool = False  # numba engine: compiled decode and printf
     render_ops: dict[int, tuple | None] = field(default_factory=dict)  # id(EventDef) -> ops
+    program: object = None  # numba engine: parsers._simpletrace_fast.Program
 
     def code(self, name: str) -> int:
         c = self.codes.get(name)
@@ -651,28 +652,16 @@ def _assemble(parts, ne: int, kept: np.ndarray, compiled: bool) -> pa.Array:
     )
 
 
-def _decode_block(buf, starts, ends, kinds, offset, ctx: SimpleContext, order, pending_other):
-    big = ctx.big
-    v4 = ctx.version >= 4
-    hsize = 8 if v4 else 0
-    n = len(starts)
-    first_line = ctx.line
-    lines = np.arange(first_line, first_line + n, dtype=np.int64)
-    ctx.line += n
-    views: dict = {}
-    if len(buf) >= 8:
-        views["u64"] = _view(buf, np.dtype(">u8" if big else "<u8"))
-        views["u32"] = _view(buf, np.dtype(">u4" if big else "<u4"))
-
-    # mapping records (v4): few; decode their names in Python
+def _mappings(buf, starts, ends, kinds, lines, ctx: SimpleContext, pending_other):
+    """The block's mapping records (v4; few, decoded in Python): (other-table line numbers,
+    other-table text, their record indices, their ids, their name codes)."""
     other_lines = [ln for ln, _ in pending_other]
     other_text = [t for _, t in pending_other]
-    is_map = kinds == K_MAPPING
-    map_idx = np.flatnonzero(is_map)
+    map_idx = np.flatnonzero(kinds == K_MAPPING)
     m_ids = np.zeros(0, np.uint64)
     m_codes = np.zeros(0, np.int64)
     if len(map_idx):
-        mv = _view(buf, _dt([("type", "u8"), ("id", "u8"), ("nlen", "u4")], big))
+        mv = _view(buf, _dt([("type", "u8"), ("id", "u8"), ("nlen", "u4")], ctx.big))
         m = mv[starts[map_idx]]
         m_ids = m["id"].astype(np.uint64)
         codes = []
@@ -684,23 +673,16 @@ def _decode_block(buf, starts, ends, kinds, offset, ctx: SimpleContext, order, p
             other_lines.append(int(lines[i]))
             other_text.append(f"mapping {mid} = {nm}")
         m_codes = np.array(codes, np.int64)
+    return other_lines, other_text, map_idx, m_ids, m_codes
 
-    # event records: header fields through a structured view at every record offset
-    ev_idx = np.flatnonzero(~is_map)
-    ne = len(ev_idx)
-    hv = _view(buf, _dt([("id", "u8"), ("ts", "u8"), ("len", "u4"), ("pid", "u4")], big))
-    head = hv[starts[ev_idx] + hsize] if ne else np.zeros(0, hv.dtype)
-    ids = head["id"].astype(np.uint64)
-    ts = head["ts"].astype(np.uint64).view(np.int64)
-    pid = head["pid"].astype(np.int64)
-    pst = starts[ev_idx] + hsize + 24
-    pen = ends[ev_idx]
-    ev_lines = lines[ev_idx]
 
-    # event id -> name code (-1 unknown, -2 dropped)
+def _event_codes(ids, ev_idx, m_ids, m_codes, map_idx, ctx: SimpleContext, order) -> np.ndarray:
+    """Name code of every event record (-1 unknown id, -2 dropped-events record); remembers
+    the block's mappings for the next blocks."""
+    ne = len(ids)
     code = np.full(ne, -1, np.int64)
     dropped = ids == np.uint64(DROPPED_EVENT_ID)
-    if v4:
+    if ctx.version >= 4:
         code = _resolve_v4(ids, ev_idx, m_ids, m_codes, map_idx, ctx)
         for mid, c in zip(m_ids.tolist(), m_codes.tolist(), strict=True):
             ctx.idmap[mid] = c
@@ -713,6 +695,45 @@ def _decode_block(buf, starts, ends, kinds, offset, ctx: SimpleContext, order, p
         pos = np.searchsorted(lut_ids, ids[inside])
         code[inside] = lut_codes[np.minimum(pos, max(len(lut_ids) - 1, 0))] if len(lut_ids) else -1
     code[dropped] = -2
+    return code
+
+
+def _decode_block(buf, starts, ends, kinds, offset, ctx: SimpleContext, order, pending_other):
+    """The chunk of one block of whole records: the numba engine's one compiled walk
+    (:mod:`parsers._simpletrace_fast`), or vectorised numpy steps per name and variant."""
+    if ctx.compiled and len(buf) < 2**31:  # the compiled walk's offsets are int32
+        from parsers._simpletrace_fast import decode_block
+
+        return decode_block(buf, starts, ends, kinds, offset, ctx, order, pending_other)
+    big = ctx.big
+    v4 = ctx.version >= 4
+    hsize = 8 if v4 else 0
+    n = len(starts)
+    first_line = ctx.line
+    lines = np.arange(first_line, first_line + n, dtype=np.int64)
+    ctx.line += n
+    views: dict = {}
+    if len(buf) >= 8:
+        views["u64"] = _view(buf, np.dtype(">u8" if big else "<u8"))
+        views["u32"] = _view(buf, np.dtype(">u4" if big else "<u4"))
+
+    other_lines, other_text, map_idx, m_ids, m_codes = _mappings(
+        buf, starts, ends, kinds, lines, ctx, pending_other
+    )
+    is_map = kinds == K_MAPPING
+    # event records: header fields through a structured view at every record offset
+    ev_idx = np.flatnonzero(~is_map)
+    ne = len(ev_idx)
+    hv = _view(buf, _dt([("id", "u8"), ("ts", "u8"), ("len", "u4"), ("pid", "u4")], big))
+    head = hv[starts[ev_idx] + hsize] if ne else np.zeros(0, hv.dtype)
+    ids = head["id"].astype(np.uint64)
+    ts = head["ts"].astype(np.uint64).view(np.int64)
+    pid = head["pid"].astype(np.int64)
+    pst = starts[ev_idx] + hsize + 24
+    pen = ends[ev_idx]
+    ev_lines = lines[ev_idx]
+
+    code = _event_codes(ids, ev_idx, m_ids, m_codes, map_idx, ctx, order)
 
     # decode per name
     parts: list = []  # (rows, offsets, bytes, valid) of the argument text of each group
@@ -810,7 +831,26 @@ def _decode_block(buf, starts, ends, kinds, offset, ctx: SimpleContext, order, p
     # events table in record order
     kept = np.flatnonzero(keep)
     args_col = _assemble(parts, ne, kept, compiled)
-    ev_codes = ev_code_final[kept]
+    events = pa.RecordBatch.from_arrays(
+        [
+            pa.array(ts[kept], pa.int64()),
+            pa.array(tid[kept].astype(np.int32), pa.int32(), mask=tid_null[kept]),
+            _name_column(ev_code_final[kept], ctx),
+            pa.array(ev_lines[kept], pa.int64()),
+            args_col,
+        ],
+        schema=EVENTS_SCHEMA,
+    )
+    rejected = _rejected(
+        rej_rows, rej_reasons, buf, starts[ev_idx], ends[ev_idx], ev_lines, ctx, offset
+    )
+    return _chunk(
+        events, other_lines, other_text, rejected, typed, n + len(pending_other), ctx, dropped_total
+    )
+
+
+def _name_column(ev_codes: np.ndarray, ctx: SimpleContext) -> pa.DictionaryArray:
+    """The ``event`` column of rows with these name codes (registry ids in first-seen order)."""
     uniq_codes, first = np.unique(ev_codes, return_index=True)
     for cc in uniq_codes[np.argsort(first)].tolist():
         if cc not in ctx.reg_ids:
@@ -818,46 +858,44 @@ def _decode_block(buf, starts, ends, kinds, offset, ctx: SimpleContext, order, p
     lut = np.zeros(max(len(ctx.names), 1), np.int32)
     for cc, rid in ctx.reg_ids.items():
         lut[cc] = rid
-    events = pa.RecordBatch.from_arrays(
-        [
-            pa.array(ts[kept], pa.int64()),
-            pa.array(tid[kept].astype(np.int32), pa.int32(), mask=tid_null[kept]),
-            pa.DictionaryArray.from_arrays(pa.array(lut[ev_codes]), ctx.registry.dictionary()),
-            pa.array(ev_lines[kept], pa.int64()),
-            args_col,
-        ],
-        schema=EVENTS_SCHEMA,
+    return pa.DictionaryArray.from_arrays(pa.array(lut[ev_codes]), ctx.registry.dictionary())
+
+
+def _rejected(rej_rows, rej_reasons, buf, rec_starts, rec_ends, ev_lines, ctx, offset):
+    """The rejected rows (event record indices and reasons, per group) in record order; under
+    ``strict``, the first one as a FormatError."""
+    if not rej_rows:
+        return _empty(REJECTED_SCHEMA)
+    rr = np.concatenate(rej_rows)
+    reasons = pa.concat_arrays(rej_reasons)
+    srt = np.argsort(rr, kind="stable")
+    rr = rr[srt]
+    reasons = reasons.take(pa.array(srt))
+    if ctx.options.strict:
+        first_bad = int(rr[0])
+        raise FormatError(
+            f"record {int(ev_lines[first_bad])}: {reasons[0].as_py()}",
+            path=ctx.path,
+            offset=offset + int(rec_starts[first_bad]),
+        )
+    texts = _record_hex(buf, rec_starts[rr], rec_ends[rr])
+    return pa.RecordBatch.from_arrays(
+        [pa.array(ev_lines[rr], pa.int64()), reasons, texts], schema=REJECTED_SCHEMA
     )
+
+
+def _chunk(events, other_lines, other_text, rejected, typed, lines, ctx, dropped_total) -> Chunk:
     other = pa.RecordBatch.from_arrays(
         [pa.array(other_lines, pa.int64()), pa.array(other_text, pa.string())], schema=OTHER_SCHEMA
     )
-    if rej_rows:
-        rr = np.concatenate(rej_rows)
-        reasons = pa.concat_arrays(rej_reasons)
-        srt = np.argsort(rr, kind="stable")
-        rr = rr[srt]
-        reasons = reasons.take(pa.array(srt))
-        texts = _record_hex(buf, starts[ev_idx[rr]], ends[ev_idx[rr]])
-        rejected = pa.RecordBatch.from_arrays(
-            [pa.array(ev_lines[rr], pa.int64()), reasons, texts], schema=REJECTED_SCHEMA
-        )
-        if ctx.options.strict:
-            first_bad = int(rr[0])
-            raise FormatError(
-                f"record {int(ev_lines[first_bad])}: {reasons[0].as_py()}",
-                path=ctx.path,
-                offset=offset + int(starts[ev_idx[first_bad]]),
-            )
-    else:
-        rejected = _empty(REJECTED_SCHEMA)
     nev = events.num_rows
-    shape = f"simpletrace v{ctx.version} {'big' if big else 'little'}-endian"
+    shape = f"simpletrace v{ctx.version} {'big' if ctx.big else 'little'}-endian"
     chunk = Chunk(
         events,
         other,
         rejected,
         typed,
-        lines=n + len(pending_other),
+        lines=lines,
         nbytes=0,
         shapes=Counter({shape: nev}) if nev else Counter(),
     )
