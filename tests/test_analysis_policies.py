@@ -67,6 +67,10 @@ def test_comparison_and_best_policy_by_hand(tmp_path):
     assert {p: r["reclaimed_bytes_end_of_trace"] for p, r in rows.items()} == {
         p: pts[-1][1] * KIB4 for p, pts in SERIES.items()
     }
+    # END is 9.0: the series' value there is the end-of-window figure
+    assert {p: r["reclaimed_bytes_end_of_window"] for p, r in rows.items()} == {
+        p: [n for t, n in pts if t <= 9.0][-1] * KIB4 for p, pts in SERIES.items()
+    }
     # no-inhibit conflicts; of the others defer holds the most at the end of the trace
     assert res.summary["best_policy"] == "defer"
     assert res.summary["policies"]["no-inhibit"]["conflicts"] == 1
