@@ -432,7 +432,7 @@ def _write_plots(t, outdir: Path, svg: bool) -> None:
     paths = write_plots(t, outdir, svg=svg, skipped=skipped)
     err.print(f"wrote {len(paths)} figure files to {outdir}", highlight=False)
     for kind, why in skipped.items():
-        err.print(f"  skipped {kind}: {why}", highlight=False, markup=False)
+        err.print(f"  skipped {kind}: {why}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
