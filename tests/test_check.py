@@ -220,3 +220,29 @@ def test_junit_xml_structure(monkeypatch, capsys, tmp_path):
     f = failures[0].find("failure")
     assert "1 field(s) differ" in f.get("message") and f.text.startswith("lines: ")
     assert all(c.get("classname") and c.get("name") for c in cases)
+
+
+# -- docs/ci.md's events file ----------------------------------------------------------------------
+
+
+def test_events_file_enables_every_event_tracetool_reads():
+    """Every catalogued event named in the analyses or the replay, and every NEEDS event, matches
+    a pattern of docs/tracetool-events.txt (what docs/ci.md tells users to enable)."""
+    import fnmatch
+    from pathlib import Path
+
+    import analyses
+    from tracetool.catalog.catalog import Catalog
+
+    root = SAMPLES.parent
+    lines = (root / "docs" / "tracetool-events.txt").read_text().splitlines()
+    patterns = [s.strip() for s in lines if s.strip() and not s.startswith("#")]
+    catalog = set(Catalog.bundled().names())
+    used = set()
+    for p in [*(root / "tracetool" / "replay").glob("*.py"), *(root / "analyses").glob("*.py")]:
+        used |= set(re.findall(r'"([a-z][a-z0-9_]+)"', Path(p).read_text())) & catalog
+    for name in analyses.TABLE_ANALYSES:
+        used |= set(analyses.get(name).NEEDS.events())
+    assert {"virtio_balloon_handle_output", "postcopy_place_page", "ram_load_loop"} <= used
+    missing = sorted(n for n in used if not any(fnmatch.fnmatchcase(n, p) for p in patterns))
+    assert not missing, f"not enabled by docs/tracetool-events.txt: {missing}"
