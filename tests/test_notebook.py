@@ -33,6 +33,7 @@ def test_notebook_executes(tmp_path, monkeypatch):
         json.dumps({"argv": argv, "display_name": "tracetool test", "language": "python"})
     )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(

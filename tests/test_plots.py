@@ -3,6 +3,7 @@ PNG/SVG files, skipped figures, ``trace.plot`` and the ``plot``/``analyze --plot
 
 from __future__ import annotations
 
+import gzip
 import re
 
 import numpy as np
@@ -153,10 +154,9 @@ def test_real_sample_draws_every_figure(sample, tmp_path):
     assert len(paths) == len(PlotKind)
     fig = plots.timeline(sample)
     # states from the raw lines: migrate_set_state active, postcopy-active, completed
-    states = re.findall(
-        r"migrate_set_state new state (\S+)",
-        __import__("gzip").open(DST_EXCERPT, "rt").read(),
-    )
+    with gzip.open(DST_EXCERPT, "rt") as f:
+        states = re.findall(r"migrate_set_state new state (\S+)", f.read())
+    assert states == ["active", "postcopy-active", "completed"]
     assert len(_bars(fig.axes[0])) == len(states) - 1  # the last state has no end
 
 
