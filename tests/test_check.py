@@ -246,3 +246,9 @@ def test_events_file_enables_every_event_tracetool_reads():
     assert {"virtio_balloon_handle_output", "postcopy_place_page", "ram_load_loop"} <= used
     missing = sorted(n for n in used if not any(fnmatch.fnmatchcase(n, p) for p in patterns))
     assert not missing, f"not enabled by docs/tracetool-events.txt: {missing}"
+
+
+def test_unwritable_junit_is_an_error_naming_it(monkeypatch, capsys, tmp_path):
+    where = tmp_path / "missing-folder" / "junit.xml"
+    code, _, err = check(monkeypatch, capsys, D_CUT, "--baseline", EXPECTED, "--junit", where)
+    assert code == 2 and f"{where}: cannot write the JUnit report" in err

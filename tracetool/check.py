@@ -300,7 +300,11 @@ def run_check(
         if other != t:
             raise UsageError(f"{other} and {t} would share the baseline {baseline_name(t)}")
     if update:
-        baseline_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            baseline_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CheckError(f"cannot create the baseline folder: {exc.strerror}",
+                             path=str(baseline_dir)) from None  # fmt: skip
     reports = []
     for t in traces:
         bpath = baseline_dir / baseline_name(t)
@@ -375,6 +379,13 @@ def junit_xml(reports: Sequence[TraceReport], seconds: float = 0.0) -> str:
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_junit(path: Path, reports: Sequence[TraceReport], seconds: float = 0.0) -> None:
+    try:
+        path.write_text(junit_xml(reports, seconds), encoding="utf-8")
+    except OSError as exc:
+        raise CheckError(f"cannot write the JUnit report: {exc.strerror}", path=str(path)) from None
 
 
 def render(reports: Sequence[TraceReport], console) -> None:

@@ -507,7 +507,7 @@ def check(
         update=update,
     )
     if junit is not None:
-        junit.write_text(ck.junit_xml(reports, time.monotonic() - start), encoding="utf-8")
+        ck.write_junit(junit, reports, time.monotonic() - start)
     if json_out:
         sys.stdout.write(json.dumps(ck.summary_json(reports), indent=2) + "\n")
     else:
