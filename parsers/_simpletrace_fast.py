@@ -11,6 +11,7 @@ engine (``parsers.simpletrace._decode_block``) follows the same rules.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,11 +146,12 @@ def decode_block(buf, starts, ends, kinds, offset, ctx, order, pending_other) ->
     code = ST._event_codes(ids, ev_idx, m_ids, m_codes, map_idx, ctx, order)
     prog = program(ctx)
     arrays = prog.ensure(ctx)
-    (grp, cnt, gbase, vbase, obase, scol, g_vals, g_ts, g_pid, g_rec, s_offs, s_data,
-     ev_ts, ev_pid, ev_rec, ev_cand, a_off, a_data, nonascii) = K.decode_block(
-        buf, ev_start, ev_end, code, hsize, ctx.big, *arrays, 0
-    )  # fmt: skip
     ev_lines = lines[ev_idx]
+    swap = ctx.big != (sys.byteorder == "big")
+    (grp, cnt, gbase, vbase, obase, scol, g_vals, g_ts, g_tid, g_line, s_offs, s_data,
+     ev_ts, ev_tid, ev_ln, ev_cand, first, a_off, a_data, nonascii) = K.decode_block(
+        buf, *K.byte_views(buf), ev_start, ev_end, ev_lines, code, hsize, swap, *arrays, 0
+    )  # fmt: skip
     v2 = ctx.version == 2
     typed: dict = {}
     fixes: list[tuple[np.ndarray, pa.Array]] = []
@@ -162,21 +164,21 @@ def decode_block(buf, starts, ends, kinds, offset, ctx, order, pending_other) ->
         g0, vb = int(gbase[v]), int(vbase[v])
         vals = g_vals[vb : vb + m * len(cand.layout)].reshape(len(cand.layout), m)
         rows = slice(g0, g0 + m)
-        pid = g_pid[rows]
-        tid_null = (pid > 2**31 - 1) | v2
-        lns = ev_lines[g_rec[rows]]
+        tid = g_tid[rows]
+        tid_null = (tid < 0) | v2
+        lns = g_line[rows]
         if v == 0:
             cnt_col = vals[0]
             dropped_total += int(cnt_col.sum())
             typed[("dropped", 0)] = ST._typed_batch(
-                _DROPPED_SCHEMA, g_ts[rows], pid, tid_null, lns, [cnt_col]
+                _DROPPED_SCHEMA, g_ts[rows], tid, tid_null, lns, [cnt_col]
             )
             continue
         cols, bad_utf8 = _columns(
             cand, vals, s_offs, s_data, int(obase[v]), scol[v], m, nonascii[v]
         )
         typed[cand.key] = ST._typed_batch(
-            typed_schema(cand.ev), g_ts[rows], pid, tid_null, lns, cols
+            typed_schema(cand.ev), g_ts[rows], tid, tid_null, lns, cols
         )
         if cand.mode == K.M_PYTHON or bad_utf8:
             filled = [x if x is not None else pa.nulls(m, pa.string()) for x in cols]
@@ -184,16 +186,13 @@ def decode_block(buf, starts, ends, kinds, offset, ctx, order, pending_other) ->
     ctx.dropped_events += dropped_total
 
     args = _args_column(prog, ev_cand, a_off, a_data, fixes)
-    tid_null = (ev_pid > 2**31 - 1) | v2
-    cand_code = np.array([c.code for c in prog.cands], np.int64)
+    tid_null = (ev_tid < 0) | v2
     events = pa.RecordBatch.from_arrays(
         [
             pa.array(ev_ts, pa.int64()),
-            pa.array(
-                ev_pid.astype(np.int32), pa.int32(), mask=tid_null if tid_null.any() else None
-            ),
-            ST._name_column(cand_code[ev_cand], ctx),
-            pa.array(ev_lines[ev_rec], pa.int64()),
+            pa.array(ev_tid, pa.int32(), mask=tid_null if tid_null.any() else None),
+            _name_column(prog, ev_cand, first, ctx),
+            pa.array(ev_ln, pa.int64()),
             args,
         ],
         schema=EVENTS_SCHEMA,
@@ -243,6 +242,17 @@ def _columns(cand: Candidate, vals, s_offs, s_data, ob: int, scol, m: int, nonas
         else:
             cols.append(wrap_int(vals[j].view(np.int64), col.kind, col.bits))
     return cols, bad
+
+
+def _name_column(prog: Program, ev_cand, first, ctx) -> pa.DictionaryArray:
+    """The ``event`` column: registry ids given in first-seen order, as the numpy engine."""
+    seen = np.flatnonzero(first >= 0)
+    for v in seen[np.argsort(first[seen], kind="stable")].tolist():
+        c = prog.cands[v].code
+        if c not in ctx.reg_ids:
+            ctx.reg_ids[c] = ctx.registry.id(ctx.names[c])
+    lut = np.array([ctx.reg_ids.get(c.code, 0) for c in prog.cands] or [0], np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(lut[ev_cand]), ctx.registry.dictionary())
 
 
 def _args_column(prog: Program, ev_cand, a_off, a_data, fixes) -> pa.Array:

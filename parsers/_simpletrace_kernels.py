@@ -45,6 +45,38 @@ def _rd64(buf, p, big):
 
 
 @njit(cache=CACHE, nogil=True)
+def _ld32(u32v, p, big):
+    """The u32 at byte p through a native-order view at every byte offset (one load)."""
+    x = np.int64(u32v[p])
+    if big:
+        x = ((x & 0xFF) << 24) | ((x & 0xFF00) << 8) | ((x >> 8) & 0xFF00) | ((x >> 24) & 0xFF)
+    return x
+
+
+@njit(cache=CACHE, nogil=True)
+def _ld64(u64v, p, big):
+    """The u64 at byte p through a native-order view at every byte offset (one load)."""
+    x = u64v[p]
+    if big:
+        m8 = np.uint64(0x00FF00FF00FF00FF)
+        m16 = np.uint64(0x0000FFFF0000FFFF)
+        x = ((x >> np.uint64(8)) & m8) | ((x & m8) << np.uint64(8))
+        x = ((x >> np.uint64(16)) & m16) | ((x & m16) << np.uint64(16))
+        x = (x >> np.uint64(32)) | (x << np.uint64(32))
+    return x
+
+
+def byte_views(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Native-order u64 and u32 views of ``buf`` starting at every byte (index = offset)."""
+    n64, n32 = max(len(buf) - 7, 0), max(len(buf) - 3, 0)
+    if not n64:  # the views need 8 bytes; a shorter block has no event record to read
+        return np.zeros(1, np.uint64), np.zeros(1, np.uint32)
+    u64 = np.ndarray((n64,), np.uint64, buffer=buf, strides=(1,))
+    u32 = np.ndarray((n32,), np.uint32, buffer=buf, strides=(1,))
+    return u64, u32
+
+
+@njit(cache=CACHE, nogil=True)
 def scan(buf, pos, end, v4, big, max_record, max_name, starts, ends, kinds):
     """Record boundaries of buf[pos:end]: the rules of ``parsers.simpletrace._scan_struct``.
 
@@ -160,11 +192,8 @@ def _render_row(buf, vals, sst, slen, ops, lo, nops, lits, out, pos, tmp, dg):
         if kind == OP_LIT:
             lp = ops[o, 11]
             ll = ops[o, 12]
-            if ll <= 8:
-                for t in range(ll):
-                    out[pos + t] = lits[lp + t]
-            else:
-                out[pos : pos + ll] = lits[lp : lp + ll]
+            for t in range(ll):
+                out[pos + t] = lits[lp + t]
             pos += ll
             continue
         if kind == OP_STR:
@@ -175,11 +204,8 @@ def _render_row(buf, vals, sst, slen, ops, lo, nops, lits, out, pos, tmp, dg):
                     pos += 1
             else:
                 s = sst[a]
-                if ln <= 32:
-                    for t in range(ln):
-                        out[pos + t] = buf[s + t]
-                else:
-                    out[pos : pos + ln] = buf[s : s + ln]
+                for t in range(ln):
+                    out[pos + t] = buf[s + t]
                 pos += ln
             continue
         flags = ops[o, 3]
@@ -347,7 +373,7 @@ MAX_ARGS = 10
 
 
 @njit(cache=CACHE, nogil=True)
-def _fits(buf, pst, pen, layout, k, big, sbytes):
+def _fits(buf, u32v, pst, pen, layout, k, big, sbytes):
     """Whether payload buf[pst:pen] reads exactly as ``layout[:k]`` (1 = string) with no NUL
     inside a string; on success adds each string's length to ``sbytes[j]``."""
     cur = pst
@@ -355,7 +381,7 @@ def _fits(buf, pst, pen, layout, k, big, sbytes):
         if layout[j]:
             if cur + 4 > pen:
                 return False
-            ln = _rd32(buf, cur, big)
+            ln = _ld32(u32v, cur, big)
             if cur + 4 + ln > pen:
                 return False
             for t in range(cur + 4, cur + 4 + ln):
@@ -371,7 +397,7 @@ def _fits(buf, pst, pen, layout, k, big, sbytes):
     cur = pst  # it fits: count its string bytes
     for j in range(k):
         if layout[j]:
-            ln = _rd32(buf, cur, big)
+            ln = _ld32(u32v, cur, big)
             sbytes[j] += ln
             cur += 4 + ln
         else:
@@ -380,7 +406,7 @@ def _fits(buf, pst, pen, layout, k, big, sbytes):
 
 
 @njit(cache=CACHE, nogil=True)
-def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layout, nargs,
+def decode_block(buf, u64v, u32v, ev_start, ev_end, ev_line, code, hsize, big, code_lo, code_n, layout, nargs,
                  mode, ops_lo, ops_n, textfix, ops, lits, dropped_cand):  # fmt: skip
     """Every event record of a block in one compiled walk (two passes over the records).
 
@@ -408,7 +434,9 @@ def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layou
         elif c >= 0:
             g = -3
             for v in range(code_lo[c], code_lo[c] + code_n[c]):
-                if mode[v] == M_ANY or _fits(buf, pst, pen, layout[v], nargs[v], big, sbytes[v]):
+                if mode[v] == M_ANY or _fits(
+                    buf, u32v, pst, pen, layout[v], nargs[v], big, sbytes[v]
+                ):
                     g = v
                     break
         grp[i] = g
@@ -440,13 +468,14 @@ def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layou
                 total_s += sbytes[v, j]
     g_vals = np.empty(vbase[nv], np.uint64)
     g_ts = np.empty(nkept, np.int64)
-    g_pid = np.empty(nkept, np.int64)
-    g_rec = np.empty(nkept, np.int64)
+    g_tid = np.empty(nkept, np.int32)
+    g_line = np.empty(nkept, np.int64)
     s_offs = np.empty(obase[nv], np.int32)
     s_data = np.empty(total_s, np.uint8)
     ev_ts = np.empty(nkept, np.int64)
-    ev_pid = np.empty(nkept, np.int64)
-    ev_rec = np.empty(nkept, np.int64)
+    ev_tid = np.empty(nkept, np.int32)
+    ev_ln = np.empty(nkept, np.int64)
+    first = np.full(nv, -1, np.int64)
     ev_cand = np.empty(nkept, np.int32)
     a_off = np.empty(nkept + 1, np.int32)
     a_data = np.empty(tbound, np.uint8)
@@ -465,17 +494,20 @@ def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layou
         if g < 0:
             continue
         s = ev_start[i] + hsize
-        ts = np.int64(_rd64(buf, s + 8, big))
-        pid = _rd32(buf, s + 20, big)
+        ts = np.int64(_ld64(u64v, s + 8, big))
+        pid = np.int32(_ld32(u32v, s + 20, big))  # the pid (tid column), as C's int32
+        ln_no = ev_line[i]
         k = cur[g]
         cur[g] = k + 1
         row = gbase[g] + k
         g_ts[row] = ts
-        g_pid[row] = pid
-        g_rec[row] = i
+        g_tid[row] = pid
+        g_line[row] = ln_no
         ev_ts[r] = ts
-        ev_pid[r] = pid
-        ev_rec[r] = i
+        ev_tid[r] = pid
+        ev_ln[r] = ln_no
+        if k == 0:
+            first[g] = r
         ev_cand[r] = g
         a_off[r] = pos
         r += 1
@@ -486,7 +518,7 @@ def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layou
         p = s + 24
         for j in range(na):
             if layout[g, j]:
-                ln = _rd32(buf, p, big)
+                ln = _ld32(u32v, p, big)
                 vals[j] = 0
                 sst[j] = p + 4
                 slen[j] = ln
@@ -503,7 +535,7 @@ def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layou
                 spos[g, j] = d + ln
                 p += 4 + ln
             else:
-                x = _rd64(buf, p, big)
+                x = _ld64(u64v, p, big)
                 vals[j] = x
                 slen[j] = 0
                 g_vals[vbase[g] + j * cnt_g + k] = x
@@ -517,5 +549,5 @@ def decode_block(buf, ev_start, ev_end, code, hsize, big, code_lo, code_n, layou
             for j in range(nargs[v]):
                 if scol[v, j] >= 0:
                     s_offs[obase[v] + scol[v, j] * (cnt[v] + 1) + cnt[v]] = spos[v, j]
-    return (grp, cnt, gbase, vbase, obase, scol, g_vals, g_ts, g_pid, g_rec, s_offs, s_data,
-            ev_ts, ev_pid, ev_rec, ev_cand, a_off, a_data[:pos], nonascii)  # fmt: skip
+    return (grp, cnt, gbase, vbase, obase, scol, g_vals, g_ts, g_tid, g_line, s_offs, s_data,
+            ev_ts, ev_tid, ev_ln, ev_cand, first, a_off, a_data[:pos], nonascii)  # fmt: skip
