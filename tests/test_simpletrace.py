@@ -200,6 +200,51 @@ def test_engines_agree_on_the_sample():
     assert a[3] == b[3]
 
 
+ODD_EVENTS = """\
+pad_event(const char *name, int x) "[%10s] %d"
+postcopy_place_page(void *host_addr) "host=%p"
+virtio_balloon_handle_output(const char *name, uint64_t gpa) "section name: %s gpa: 0x%" PRIx64
+"""
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+@pytest.mark.parametrize("block_size", [97, 16 << 20])
+def test_compiled_walk_rows_it_cannot_print(byteorder, block_size):
+    """The numba engine's one-pass kernel leaves formats it cannot print (``%10s``) and strings
+    that are not UTF-8 to render_args, rejects what fits no layout, and keeps record order:
+    the same tables as the numpy engine, across blocks and byte orders."""
+    _engine_ok("numba")
+    cat = Catalog(parse_trace_events(ODD_EVENTS, "odd.trace-events"))
+    out = io.BytesIO()
+    w = SimpletraceWriter(out, byteorder=byteorder, pid=7)
+    w.header()
+    for i, n in enumerate(["pad_event", "postcopy_place_page", "virtio_balloon_handle_output"]):
+        w.mapping(10 + i, n)
+    w.record(10, 1, [b"pc.ram", 5])
+    w.record(11, 2, [0x1000])
+    w.record(10, 3, [b"\xff\xfe", -3])  # not UTF-8
+    w.record(12, 4, [b"\xff", 0x2000])  # not UTF-8, kernel-printed format
+    w.record(12, 5, ["é".encode(), 0x3000])  # UTF-8, not ASCII
+    w.record(10, 6, [None, 1])  # NULL string
+    w.record(11, 7, [1, 2])  # two arguments: fits no layout of postcopy_place_page
+    w.record(12, 8, [b"ram", 0x4000])
+    data = out.getvalue()
+    a = tables(parse_bytes(data, engine="arrow", cat=cat, block_size=block_size))
+    b = tables(parse_bytes(data, engine="numba", cat=cat, block_size=block_size))
+    for x, y in zip(a[:3], b[:3], strict=True):
+        assert x.equals(y)
+    assert a[3] == b[3]
+    args = b[0].column("args").to_pylist()
+    assert len(args) == 7 and b[2].num_rows == 1
+    assert args[0] == "[%10s] %d" % ("pc.ram", 5)  # noqa: UP031 - C printf's meaning
+    assert args[1] == "host=0x1000"
+    assert "\ufffd" in args[2] and "\ufffd" in args[3]
+    assert args[4] == "section name: é gpa: 0x3000"
+    assert args[6] == "section name: ram gpa: 0x4000"
+    assert b[1].num_rows == 4  # header + 3 mappings
+    assert b[3]["pad_event"][1]["name"] == "\ufffd\ufffd"
+
+
 def test_sniff():
     data, _ = sample_file(4, "little")
     assert ST.sniff(data[:64])
