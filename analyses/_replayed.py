@@ -42,10 +42,17 @@ def has_time(res: ReplayResult) -> bool:
 
 
 def origin_ns(res: ReplayResult) -> int | None:
-    """Time origin of ``t_rel_s``: ADVISE of the first migration (the start of incoming
-    migration in the replay's windows), else the first event of the trace."""
+    """Time origin of ``t_rel_s``, the same for every analysis: the start of the first
+    migration as the ``phases`` analysis sees it, else ADVISE of the first replay window,
+    else the first event of the trace."""
     if not has_time(res):
         return None
+    from analyses import phases
+
+    if not phases.NEEDS.missing(res.trace):
+        start = res.trace.analyses.result("phases").summary["start_ns"]
+        if start is not None:
+            return int(start)
     for w in res.windows:
         if w.ns.get("advise") is not None:
             return int(w.ns["advise"])

@@ -188,7 +188,7 @@ def run(trace: Trace) -> AnalysisResult:
     lat = lat_us[has_lat]
     start_ns = None
     if len(starts) and phases.NEEDS.missing(trace) == []:
-        start_ns = phases.run(trace).summary["start_ns"]
+        start_ns = trace.analyses.result("phases").summary["start_ns"]
     bt = _blocktime.analyse(trace, starts, amap, faults, fault_pages)
     demand_ts = (pl_ts[h])[has_lat] if len(pl_ts) else np.zeros(0, np.int64)
     hist = histogram(lat)
