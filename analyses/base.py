@@ -41,11 +41,15 @@ class MissingAnalysisEvents(MissingEventError):
         for m in missing:
             for alt in m.split(" or "):
                 hints += difflib.get_close_matches(alt, names, n=2, cutoff=0.75)
-        enable = ",".join(dict.fromkeys(a for m in missing for a in m.split(" or ")))
+        # QEMU takes one pattern per -trace option (a comma starts the next suboption).
+        enable = " ".join(
+            f"-trace enable={a}" for a in dict.fromkeys(a for m in missing for a in m.split(" or "))
+        )
+        groups = [f"({m})" if " or " in m and len(missing) > 1 else m for m in missing]
         hint = f"; closest in the trace: {', '.join(dict.fromkeys(hints))}" if hints else ""
         msg = (
-            f"analysis {analysis!r} needs {', '.join(missing)}, not in this trace "
-            f"(record with QEMU -trace enable={enable}){hint}"
+            f"analysis {analysis!r} needs {' and '.join(groups)}, not in this trace "
+            f"(record with QEMU {enable}){hint}"
         )
         TracetoolError.__init__(self, msg, path=path)
         self.name = missing[0]
