@@ -135,3 +135,27 @@ def test_trace_and_result_html(evil_trace):
     assert EVIL in " ".join(page.text)
     cells = [t for t, _ in page.tags if t == "td"]
     assert cells  # the head of the main table is there
+
+
+def _rows(html_text: str, section: str, caption: str) -> list[list[str]]:
+    """Cell texts of the table captioned ``caption`` (start) in ``section``."""
+    import html
+
+    body = html_text.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
+    table = body.split(f"<caption>{caption}", 1)[1].split("</table>", 1)[0]
+    return [
+        [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", tr)]
+        for tr in re.findall(r"<tr>(.*?)</tr>", table)
+        if "<td>" in tr
+    ]
+
+
+def test_report_shows_every_state_change_and_hex_offsets():
+    text = render(tracetool.load(DST_EXCERPT))
+    with gzip.open(DST_EXCERPT, "rt") as f:
+        raw = re.findall(r"migrate_set_state new state (\S+)", f.read())
+    states = [r[2] for r in _rows(text, "phases", "phases")]
+    assert [s for s in states if not s.endswith(")")] == raw  # the final state included
+    assert raw[-1] == "completed"
+    offsets = [r[2] for r in _rows(text, "postcopy-faults", "requests")]
+    assert offsets and all(re.fullmatch(r"0x[0-9a-f]+", o) for o in offsets)

@@ -24,8 +24,8 @@ def esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-#: Columns printed in hexadecimal (addresses).
-HEX_COLUMNS = frozenset({"hva", "gpa", "gpa_lo", "gpa_hi", "host", "host_addr"})
+#: Columns printed in hexadecimal (addresses, and RAMBlock offsets as QEMU prints them).
+HEX_COLUMNS = frozenset({"hva", "gpa", "gpa_lo", "gpa_hi", "host", "host_addr", "offset"})
 
 
 def _cell(value: Any, column: str = "") -> str:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Conflict rows shown in the report (all of them are in ``tracetool replay --conflicts-out``).
 TOP_CONFLICTS = 50
+#: Phase rows shown: all of them in any real trace (the final state is the row that matters).
+TOP_PHASES = 500
 TOP_REJECTED = 20
 
 STYLE = """
@@ -124,7 +126,7 @@ def _analysis_section(trace: Trace, section: Section, skipped: dict[str, str]) -
     except MissingAnalysisEvents as exc:
         skipped[name] = exc.message
         return f'<p class="skip">Not in this trace: {esc(exc.message)}</p>'
-    limit = TOP_CONFLICTS if section is Section.CONFLICTS else 10
+    limit = {Section.CONFLICTS: TOP_CONFLICTS, Section.PHASES: TOP_PHASES}.get(section, 10)
     body = result_html(res, limit, every_table=True)
     for fn in figs:
         body += _img(getattr(plots, fn)(trace), f"{fn.replace('_', ' ')} figure")
