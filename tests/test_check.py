@@ -106,9 +106,15 @@ def test_update_writes_baselines_that_then_pass(monkeypatch, capsys, tmp_path):
 
 
 def test_missing_baseline_names_the_expected_path(monkeypatch, capsys, tmp_path):
-    code, _, err = check(monkeypatch, capsys, D_CUT, "--baseline", tmp_path)
+    junit = tmp_path / "junit.xml"
+    code, _, err = check(monkeypatch, capsys, D_CUT, "--baseline", tmp_path, "--junit", junit)
     assert code == 2
-    assert f"{tmp_path / 'd-dst-excerpt.trace.simple.json'}: no baseline" in err
+    want = f"{tmp_path / 'd-dst-excerpt.trace.simple.json'}: no baseline"
+    assert want in err and err.count("\n") == 1
+    suite = ET.parse(junit).getroot().find("testsuite")
+    (case,) = suite.findall("testcase")
+    assert want in case.find("error").get("message")
+    assert suite.get("errors") == "1" and suite.get("failures") == "0"
 
 
 def test_unreadable_trace_is_an_error_naming_it(monkeypatch, capsys, tmp_path):
@@ -185,11 +191,43 @@ def test_latency_limit_on_a_sample(monkeypatch, capsys):
         assert res["traces"][0]["limits"][0]["status"] == ("changed" if want else "ok")
 
 
-def test_latency_limit_without_faults_is_an_error(monkeypatch, capsys):
-    """The source-side excerpt has no fault latencies: exit 2 with a message naming the key."""
-    code, _, err = check(monkeypatch, capsys, SRC_EXCERPT, "--baseline", EXPECTED,
-                         "--max-latency-p99", "100")  # fmt: skip
-    assert code == 2 and "postcopy_faults.p99_us" in err and str(SRC_EXCERPT) in err
+def test_latency_limit_without_faults_is_an_error(monkeypatch, capsys, tmp_path):
+    """A destination trace recorded without the fault request events has no fault latencies:
+    the limit is an error (exit 2) naming the trace and the key, not a pass."""
+    lines = gzip.decompress(DST_EXCERPT.read_bytes()).decode().splitlines(keepends=True)
+    dropped = (":postcopy_ram_fault_thread_request ", ":postcopy_page_req_add ")
+    kept = [s for s in lines if not any(d in s for d in dropped)]
+    assert len(kept) < len(lines)
+    trace = tmp_path / DST_EXCERPT.name
+    trace.write_bytes(gzip.compress("".join(kept).encode()))
+    check(monkeypatch, capsys, trace, "--baseline", tmp_path, "--update")
+    code, res, err = check_json(monkeypatch, capsys, trace, "--baseline", tmp_path,
+                                "--max-latency-p99", "100")  # fmt: skip
+    assert code == 2 and "postcopy_faults.p99_us" in err and str(trace) in err
+    assert res["traces"][0]["limits"][0]["status"] == "error"
+
+
+def test_limits_are_skipped_on_a_source_side_trace(monkeypatch, capsys, tmp_path):
+    """The source excerpt has no replay window and no fault latencies: every limit is reported as
+    skipped (exit 0, a JUnit <skipped>), neither passed silently nor an error that fails a CI job
+    checking both sides of a migration."""
+    junit = tmp_path / "junit.xml"
+    code, res, _ = check_json(monkeypatch, capsys, SRC_EXCERPT, DST_EXCERPT, "--baseline",
+                              EXPECTED, "--fail-on", "conflicts:qemu", "--max-latency-p99",
+                              "1000", "--junit", junit)  # fmt: skip
+    assert code == 0
+    src, dst = res["traces"]
+    assert [lim["status"] for lim in src["limits"]] == ["skipped", "skipped"]
+    assert all("source-side" in lim["skipped"] for lim in src["limits"])
+    assert [lim["status"] for lim in dst["limits"]] == ["ok", "ok"]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    skipped = [c.get("name") for c in suite.findall("testcase") if c.find("skipped") is not None]
+    assert skipped == [f"{SRC_EXCERPT.name} [conflicts:qemu]",
+                       f"{SRC_EXCERPT.name} [max-latency-p99 1000 ms]"]  # fmt: skip
+    assert suite.get("skipped") == "2" and suite.get("failures") == suite.get("errors") == "0"
+    code, out, _ = check(monkeypatch, capsys, SRC_EXCERPT, "--baseline", EXPECTED,
+                         "--fail-on", "conflicts")  # fmt: skip
+    assert code == 0 and "skipped: source-side trace" in out
 
 
 # -- JUnit --------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ runs or machines left out (:data:`VOLATILE_KEYS`). :func:`diff` compares two suc
 field (dotted key paths, list items by index); :class:`Limit` is an explicit threshold
 (``conflicts:POLICY``, the p99 postcopy fault latency); :func:`run_check` checks many traces;
 :func:`junit_xml` and :func:`render` report the result. Exit codes: 0 all good, 1 a regression or
-a limit exceeded, 2 an error (missing baseline, unreadable trace, a limit without its data).
+a limit exceeded, 2 an error (missing baseline, unreadable trace, a limit without its data). Limits
+are skipped (exit 0, reported as such) on a source-side trace: both read destination-side events.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ class Status(str, enum.Enum):
 
     OK = "ok"
     UPDATED = "updated"
+    SKIPPED = "skipped"
     CHANGED = "changed"
     ERROR = "error"
 
     @property
     def exit_code(self) -> int:
-        return {"ok": 0, "updated": 0, "changed": 1, "error": 2}[self.value]
+        return {"ok": 0, "updated": 0, "skipped": 0, "changed": 1, "error": 2}[self.value]
 
 
 class LimitKind(str, enum.Enum):
@@ -175,6 +177,14 @@ class Limit:
             return f"conflicts:{self.policy or 'any'}"
         return f"max-latency-p99 {self.max_ms:g} ms"
 
+    @staticmethod
+    def skip_reason(result: dict) -> str | None:
+        """Why no limit applies to this trace, or ``None``: the replay and the fault latencies
+        read destination-side events, so a source-side trace is skipped rather than passed."""
+        if result.get("side") == "source":
+            return "source-side trace (limits read the destination's events)"
+        return None
+
     def evaluate(self, result: dict) -> str | None:
         """``None`` when the trace keeps to the limit, else what exceeds it; raises
         :class:`CheckError` when the result lacks the data the limit reads."""
@@ -222,10 +232,19 @@ class LimitResult:
     limit: Limit
     violation: str | None = None
     error: str | None = None
+    skipped: str | None = None
 
     @property
     def status(self) -> Status:
-        return Status.ERROR if self.error else Status.CHANGED if self.violation else Status.OK
+        if self.error:
+            return Status.ERROR
+        if self.violation:
+            return Status.CHANGED
+        return Status.SKIPPED if self.skipped else Status.OK
+
+    @property
+    def message(self) -> str:
+        return self.error or self.violation or self.skipped or ""
 
 
 @dataclass
@@ -268,6 +287,7 @@ class TraceReport:
                     "status": r.status.value,
                     "violation": r.violation,
                     "error": r.error,
+                    "skipped": r.skipped,
                 }
                 for r in self.limits
             ],  # fmt: skip
@@ -327,6 +347,9 @@ def run_check(
         except OSError as exc:
             rep.error = f"{bpath}: cannot write the baseline: {exc.strerror}"
         for lim in limits:
+            if why := Limit.skip_reason(result):
+                rep.limits.append(LimitResult(lim, skipped=why))
+                continue
             try:
                 rep.limits.append(LimitResult(lim, violation=lim.evaluate(result)))
             except CheckError as exc:
@@ -351,7 +374,7 @@ def summary_json(reports: Sequence[TraceReport]) -> dict:
 def junit_xml(reports: Sequence[TraceReport], seconds: float = 0.0) -> str:
     """JUnit XML: one testsuite per run, one testcase per trace and per (trace, limit)."""
     suite = ET.Element("testsuite", name="tracetool check")
-    counts = {"tests": 0, "failures": 0, "errors": 0}
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 
     def case(name: str, status: Status, message: str, text: str) -> None:
         tc = ET.SubElement(suite, "testcase", classname="tracetool.check", name=name, time="0")
@@ -362,20 +385,21 @@ def junit_xml(reports: Sequence[TraceReport], seconds: float = 0.0) -> str:
         elif status is Status.ERROR:
             ET.SubElement(tc, "error", message=message, type="error").text = text
             counts["errors"] += 1
+        elif status is Status.SKIPPED:
+            ET.SubElement(tc, "skipped", message=message)
+            counts["skipped"] += 1
 
     for r in reports:
         msg = r.error or f"{len(r.changes)} field(s) differ from {r.baseline}"
         case(r.name, r.status, msg, "\n".join(c.text() for c in r.changes) or (r.error or ""))
         for lr in r.limits:
-            msg = lr.error or lr.violation or ""
-            case(f"{r.name} [{lr.limit.name}]", lr.status, msg, msg)
-    suite.set("tests", str(counts["tests"]))
-    suite.set("failures", str(counts["failures"]))
-    suite.set("errors", str(counts["errors"]))
-    suite.set("skipped", "0")
+            case(f"{r.name} [{lr.limit.name}]", lr.status, lr.message, lr.message)
+    for k, n in counts.items():
+        suite.set(k, str(n))
     suite.set("time", f"{seconds:.3f}")
     root = ET.Element("testsuites", tests=suite.get("tests"), failures=suite.get("failures"),
-                      errors=suite.get("errors"), time=suite.get("time"))  # fmt: skip
+                      errors=suite.get("errors"), skipped=suite.get("skipped"),
+                      time=suite.get("time"))  # fmt: skip
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
@@ -390,15 +414,17 @@ def write_junit(path: Path, reports: Sequence[TraceReport], seconds: float = 0.0
 
 def render(reports: Sequence[TraceReport], console) -> None:
     """Rich tables: every trace's status, the fields that changed, the limits exceeded."""
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="tracetool check", title_justify="left")
     for col in ("trace", "baseline", "result"):
         t.add_column(col)
-    style = {Status.OK: "green", Status.UPDATED: "cyan", Status.CHANGED: "red", Status.ERROR: "red"}
+    style = {Status.OK: "green", Status.UPDATED: "cyan", Status.SKIPPED: "yellow",
+             Status.CHANGED: "red", Status.ERROR: "red"}  # fmt: skip
     for r in reports:
         what = r.error or (f"{len(r.changes)} field(s) changed" if r.changes else r.status.value)
-        t.add_row(r.name, r.baseline, f"[{style[r.status]}]{what}[/]")
+        t.add_row(escape(r.name), escape(r.baseline), f"[{style[r.status]}]{escape(what)}[/]")
     console.print(t)
     changed = [(r, c) for r in reports for c in r.changes]
     if changed:
@@ -406,15 +432,16 @@ def render(reports: Sequence[TraceReport], console) -> None:
         for col in ("trace", "field", "baseline", "current"):
             t.add_column(col, overflow="fold")
         for r, c in changed[:200]:
-            t.add_row(r.name, c.field, _show(c.baseline), _show(c.current))
+            t.add_row(*map(escape, (r.name, c.field, _show(c.baseline), _show(c.current))))
         console.print(t)
         if len(changed) > 200:
             console.print(f"... and {len(changed) - 200:,} more (see --json)")
     bad = [(r, lr) for r in reports for lr in r.limits if lr.status is not Status.OK]
     if bad:
-        t = Table(title="Limits not met", title_justify="left")
+        t = Table(title="Limits not met or not checked", title_justify="left")
         for col in ("trace", "limit", "result"):
             t.add_column(col, overflow="fold")
         for r, lr in bad:
-            t.add_row(r.name, lr.limit.name, lr.error or lr.violation)
+            t.add_row(escape(r.name), lr.limit.name, f"[{style[lr.status]}]{lr.status.value}[/]: "
+                      + escape(lr.message))  # fmt: skip
         console.print(t)
