@@ -68,6 +68,32 @@ def test_timeline_draws_states_markers_conflicts_and_rates(faked):
     assert plots._postcopy_spans(faked.analyses.result("phases")) == [(8.4, 113.35)]
 
 
+def test_timeline_puts_each_conflict_on_its_policy_row(faked):
+    """Conflicts of two policies, classes interleaved: each mark at its own time, on the row of
+    its policy, in the colour of its class."""
+    res = af.conflicts_map()
+    t = res.tables["conflicts"]
+    pol = ["inhibit", "no-inhibit", "inhibit", "defer"]
+    res.tables["conflicts"] = t.set_column(t.column_names.index("policy"), "policy", [pol])
+    af.inject(faked, {"conflicts_map": res})
+    ax_ph = plots.timeline(faked).axes[0]
+    rows = [x.get_text() for x in ax_ph.get_yticklabels()]
+    assert rows == ["destination #0", "conflicts: inhibit", "conflicts: no-inhibit",
+                    "conflicts: defer"]  # fmt: skip
+    got = set()
+    for c in ax_ph.collections:
+        if isinstance(c, PathCollection):
+            colour = tuple(np.round(c.get_facecolor()[0][:3], 3))
+            got |= {(float(x), rows[int(y)], colour) for x, y in c.get_offsets()}
+    from matplotlib.colors import to_rgb
+
+    want = {
+        (when, f"conflicts: {p}", tuple(np.round(to_rgb(plots.CLASS_COLOURS[k]), 3)))
+        for when, p, k in zip(t["t_rel_s"].to_pylist(), pol, t["class"].to_pylist(), strict=True)
+    }
+    assert got == want
+
+
 def test_latency_histogram_has_one_bar_per_non_empty_bucket(faked):
     fig = plots.latency_histogram(faked)
     (ax,) = fig.axes

@@ -118,6 +118,12 @@ def _rate(t: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.nda
     return edges[:-1], counts / np.diff(edges)
 
 
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """A string column as integer codes and the distinct values, in order of first appearance."""
+    enc = pc.dictionary_encode(pc.cast(column, pa.string()).combine_chunks())
+    return enc.indices.to_numpy(zero_copy_only=False), enc.dictionary.to_pylist()
+
+
 def _phase_colour(state: str, spare: dict[str, str]) -> str:
     if state in STATE_COLOURS:
         return STATE_COLOURS[state]
@@ -176,14 +182,16 @@ def timeline(trace: Trace) -> Figure:
     _draw_phases(ax_ph, phases, rows, seen)
     if conflicts is not None and conflicts.tables["conflicts"].num_rows:
         t = conflicts.tables["conflicts"]
-        pol, cls = t["policy"].to_pylist(), t["class"].to_pylist()
+        pol, pol_names = _codes(t["policy"])
+        cls, cls_names = _codes(t["class"])
         when = _np(t, "t_rel_s")
-        for p in dict.fromkeys(pol):
-            rows.append(f"conflicts: {p}")
-        for c in dict.fromkeys(cls):
-            sel = np.array([k == c for k in cls])
-            y = np.array([rows.index(f"conflicts: {p}") for p in pol])[sel]
-            art = ax_ph.scatter(when[sel], y, marker="|", s=120, color=CLASS_COLOURS.get(c, "k"))
+        rows += [f"conflicts: {p}" for p in pol_names]
+        y = (len(rows) - len(pol_names) + pol).astype(np.float64)  # row of each conflict
+        for i, c in enumerate(cls_names):
+            sel = cls == i
+            art = ax_ph.scatter(
+                when[sel], y[sel], marker="|", s=120, color=CLASS_COLOURS.get(c, "k")
+            )
             seen.setdefault(f"conflict {c}", art)
     ax_ph.set_yticks(range(len(rows)), rows)
     ax_ph.set_ylim(-0.6, max(len(rows), 1) - 0.4)
@@ -216,11 +224,14 @@ def timeline(trace: Trace) -> Figure:
     if faults is not None and faults.tables["rate"].num_rows:
         t = faults.tables["rate"]
         tt = _np(t, "t_rel_s")
-        for col, colour in (("requests", "#d62728"), ("placed_demand", "#ff7f0e"),
-                            ("placed_background", "#7f7f7f")):  # fmt: skip
+        # requests on top, dashed: demand placements follow them closely and would hide them
+        for col, colour, ls, z in (("placed_background", "#7f7f7f", "-", 2),
+                                   ("placed_demand", "#ff7f0e", "-", 2),
+                                   ("requests", "#d62728", "--", 3)):  # fmt: skip
             if col in t.column_names:
                 x, r = _rate(tt, _np(t, col), edges)
-                ax_pc.step(x, r, where="post", color=colour, label=col.replace("_", " "))
+                ax_pc.step(x, r, where="post", color=colour, ls=ls, zorder=z,
+                           label=col.replace("_", " "))  # fmt: skip
         ax_pc.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small", frameon=False)
     else:
         _note(ax_pc, "no postcopy page traffic" if faults else "postcopy page events not traced")
@@ -259,8 +270,11 @@ def _draw_phases(ax: Axes, phases: AnalysisResult | None, rows: list[str], seen:
         (art,) = ax.plot([t0, t0], [y - 0.3, y + 0.3], color="0.35", lw=1)
         seen.setdefault("postcopy marker", art)
         if t0 - last_label > 0.04 * span:  # label only markers that do not overlap
-            ax.annotate(state, (t0, y - 0.3), xytext=(2, 0), textcoords="offset points",
-                        fontsize="x-small", rotation=20, va="bottom", clip_on=True)  # fmt: skip
+            right = t0 > np.nanmin(when) + 0.8 * span  # late markers: label to the left
+            ax.annotate(state, (t0, y - 0.3), xytext=(-2 if right else 2, 0),
+                        textcoords="offset points", ha="right" if right else "left",
+                        fontsize="x-small", rotation=20 if not right else -20, va="bottom",
+                        clip_on=True)  # fmt: skip
             last_label = t0
 
 
