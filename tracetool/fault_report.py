@@ -53,9 +53,13 @@ def print_faults(out: Console, s: dict) -> None:
             highlight=False,
         )
         if f.get("blocktime_ms") is not None:
+            per = ", ".join(
+                f"vCPU {c}: {_num(ms)} ms"
+                for c, ms in (f.get("per_cpu_blocktime_ms") or {}).items()
+            )
             out.print(
-                f"  vCPU blocktime {_num(f['blocktime_ms'])} ms (per vCPU "
-                f"{f['per_cpu_blocktime_ms']}); QEMU's own total {_num(f['qemu_blocktime_ms'])} ms",
+                f"  vCPU blocktime {_num(f['blocktime_ms'])} ms ({per}); "
+                f"QEMU's own total {_num(f['qemu_blocktime_ms'])} ms",
                 highlight=False,
             )
     elif s.get("postcopy_faults_missing"):
