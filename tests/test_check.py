@@ -44,6 +44,14 @@ def test_diff_names_fields_by_dotted_path():
     assert "(absent)" in next(c for c in diff(base, cur) if c.field == "new").text()
 
 
+def test_long_strings_are_shown_around_their_first_difference():
+    """A reworded long message (e.g. a missing-event hint) shows the words that changed."""
+    head = "analysis 'postcopy_faults' needs " + "postcopy_page_req_add or " * 8
+    b, c = Change("m", head + "(a) and b", head + "(a) or b").shown()
+    assert "and b" in b and "or b" in c and b.startswith('"...') and len(b) <= 130
+    assert Change("m", "x" * 300, "x" * 300 + "y").shown()[1].endswith('y"')
+
+
 def test_golden_leaves_out_volatile_values_at_any_depth():
     doc = {"path": "p", "engine": "arrow", "x": [{"parse_seconds": 1, "y": 2}], "z": 3}
     assert golden(doc) == {"x": [{"y": 2}], "z": 3}

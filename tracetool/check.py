@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -102,14 +103,29 @@ class Change:
     current: Any
 
     def text(self) -> str:
-        return f"{self.field}: {_show(self.baseline)} -> {_show(self.current)}"
+        b, c = self.shown()
+        return f"{self.field}: {b} -> {c}"
+
+    def shown(self) -> tuple[str, str]:
+        """Both values as short JSON text; long strings are cut around their first difference."""
+        b, c = self.baseline, self.current
+        if isinstance(b, str) and isinstance(c, str) and max(len(b), len(c)) > _SHOW:
+            start = max(0, len(os.path.commonprefix([b, c])) - _SHOW // 3)
+            if start:
+                return _show("..." + b[start : start + _SHOW]), _show(
+                    "..." + c[start : start + _SHOW]
+                )
+        return _show(b), _show(c)
+
+
+_SHOW = 120
 
 
 def _show(v: Any) -> str:
     if v is _ABSENT:
         return "(absent)"
     s = json.dumps(v, ensure_ascii=False)
-    return s if len(s) <= 120 else s[:117] + "..."
+    return s if len(s) <= _SHOW else s[: _SHOW - 3] + "..."
 
 
 def _same_scalar(a: Any, b: Any) -> bool:
@@ -432,7 +448,7 @@ def render(reports: Sequence[TraceReport], console) -> None:
         for col in ("trace", "field", "baseline", "current"):
             t.add_column(col, overflow="fold")
         for r, c in changed[:200]:
-            t.add_row(*map(escape, (r.name, c.field, _show(c.baseline), _show(c.current))))
+            t.add_row(*map(escape, (r.name, c.field, *c.shown())))
         console.print(t)
         if len(changed) > 200:
             console.print(f"... and {len(changed) - 200:,} more (see --json)")
@@ -442,6 +458,7 @@ def render(reports: Sequence[TraceReport], console) -> None:
         for col in ("trace", "limit", "result"):
             t.add_column(col, overflow="fold")
         for r, lr in bad:
-            t.add_row(escape(r.name), lr.limit.name, f"[{style[lr.status]}]{lr.status.value}[/]: "
+            label = "exceeded" if lr.status is Status.CHANGED else lr.status.value
+            t.add_row(escape(r.name), lr.limit.name, f"[{style[lr.status]}]{label}[/]: "
                       + escape(lr.message))  # fmt: skip
         console.print(t)
