@@ -1,7 +1,7 @@
 """Regenerate the generated samples of ``sample_traces/`` (byte for byte; see README.md there).
 
     .venv/bin/python sample_traces/make_samples.py            # synthetic samples and truth files
-    .venv/bin/python sample_traces/make_samples.py --real     # also the simpletrace cut of the
+    .venv/bin/python sample_traces/make_samples.py --real     # also the simpletrace cuts of the
                                                               # shared capture d (needs ../shared)
 
 Then regenerate the golden results and read their diff before committing:
@@ -83,6 +83,10 @@ D_DST_RANGES = [
     (293400, 293700),
     (359600, 360200),
 ]
+#: Record ranges of capture d's src.trace.simple: setup, query-version and the postcopy ADVISE;
+#: the switch to postcopy (discard bitmap ranges, LISTEN, RUN) and the first page requests served
+#: from the return path; the last requests and completion.
+D_SRC_RANGES = [(0, 4200), (65700, 67000), (86400, 86540)]
 
 
 def synth_path(name: str) -> Path:
@@ -133,9 +137,11 @@ def cut_simpletrace(src: Path, dst: Path, ranges: list[tuple[int, int]]) -> int:
 
 
 def make_real() -> None:
-    out = REAL / "d-dst-excerpt.trace.simple.gz"
-    n = cut_simpletrace(CAPTURE_D / "dst.trace.simple.gz", out, D_DST_RANGES)
-    print(f"wrote {out.relative_to(ROOT)}: {n:,} records, {out.stat().st_size:,} bytes")
+    for side, src, ranges in (("dst", "dst.trace.simple.gz", D_DST_RANGES),
+                              ("src", "src.trace.simple", D_SRC_RANGES)):  # fmt: skip
+        out = REAL / f"d-{side}-excerpt.trace.simple.gz"
+        n = cut_simpletrace(CAPTURE_D / src, out, ranges)
+        print(f"wrote {out.relative_to(ROOT)}: {n:,} records, {out.stat().st_size:,} bytes")
 
 
 def samples() -> list[Path]:
