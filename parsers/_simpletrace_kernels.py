@@ -373,39 +373,6 @@ MAX_ARGS = 10
 
 
 @njit(cache=CACHE, nogil=True)
-def _fits(buf, u32v, pst, pen, layout, k, big, sbytes):
-    """Whether payload buf[pst:pen] reads exactly as ``layout[:k]`` (1 = string) with no NUL
-    inside a string; on success adds each string's length to ``sbytes[j]``."""
-    cur = pst
-    for j in range(k):
-        if layout[j]:
-            if cur + 4 > pen:
-                return False
-            ln = _ld32(u32v, cur, big)
-            if cur + 4 + ln > pen:
-                return False
-            for t in range(cur + 4, cur + 4 + ln):
-                if buf[t] == 0:
-                    return False
-            cur += 4 + ln
-        else:
-            if cur + 8 > pen:
-                return False
-            cur += 8
-    if cur != pen:
-        return False
-    cur = pst  # it fits: count its string bytes
-    for j in range(k):
-        if layout[j]:
-            ln = _ld32(u32v, cur, big)
-            sbytes[j] += ln
-            cur += 4 + ln
-        else:
-            cur += 8
-    return True
-
-
-@njit(cache=CACHE, nogil=True)
 def decode_block(buf, u64v, u32v, ev_start, ev_end, ev_line, code, hsize, big, code_lo, code_n, layout, nargs,
                  mode, ops_lo, ops_n, textfix, ops, lits, dropped_cand):  # fmt: skip
     """Every event record of a block in one compiled walk (two passes over the records).
@@ -424,6 +391,17 @@ def decode_block(buf, u64v, u32v, ev_start, ev_end, ev_line, code, hsize, big, c
     sbytes = np.zeros((nv, MAX_ARGS), np.int64)
     tbound = 0
     nkept = 0
+    fixed = np.full(nv, -1, np.int64)  # payload size of a candidate without strings
+    for v in range(nv):
+        if mode[v] != M_ANY:
+            f = 0
+            for j in range(nargs[v]):
+                if layout[v, j]:
+                    f = -1
+                    break
+                f += 8
+            fixed[v] = f
+    sacc = np.zeros(MAX_ARGS, np.int64)
     for i in range(ne):
         pst = ev_start[i] + hsize + 24
         pen = ev_end[i]
@@ -434,9 +412,44 @@ def decode_block(buf, u64v, u32v, ev_start, ev_end, ev_line, code, hsize, big, c
         elif c >= 0:
             g = -3
             for v in range(code_lo[c], code_lo[c] + code_n[c]):
-                if mode[v] == M_ANY or _fits(
-                    buf, u32v, pst, pen, layout[v], nargs[v], big, sbytes[v]
-                ):
+                if mode[v] == M_ANY:
+                    g = v
+                    break
+                fv = fixed[v]
+                if fv >= 0:
+                    if pen - pst == fv:
+                        g = v
+                        break
+                    continue
+                # a layout with strings: walk it (no NUL inside a string)
+                cur = pst
+                ok = True
+                for j in range(nargs[v]):
+                    if layout[v, j]:
+                        if cur + 4 > pen:
+                            ok = False
+                            break
+                        ln = _ld32(u32v, cur, big)
+                        if cur + 4 + ln > pen:
+                            ok = False
+                            break
+                        for t in range(cur + 4, cur + 4 + ln):
+                            if buf[t] == 0:
+                                ok = False
+                                break
+                        if not ok:
+                            break
+                        sacc[j] = ln
+                        cur += 4 + ln
+                    else:
+                        if cur + 8 > pen:
+                            ok = False
+                            break
+                        cur += 8
+                if ok and cur == pen:
+                    for j in range(nargs[v]):
+                        if layout[v, j]:
+                            sbytes[v, j] += sacc[j]
                     g = v
                     break
         grp[i] = g
