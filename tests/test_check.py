@@ -166,6 +166,13 @@ def test_fail_on_unknown_policy_or_kind(monkeypatch, capsys):
     assert code == 2 and "--fail-on takes conflicts" in err
 
 
+@pytest.mark.parametrize("ms", ["0", "-3", "nan", "inf"])
+def test_latency_limit_must_be_positive(monkeypatch, capsys, ms):
+    code, _, err = check(monkeypatch, capsys, D_CUT, "--baseline", EXPECTED,
+                         "--max-latency-p99", ms)  # fmt: skip
+    assert code == 2 and "--max-latency-p99 takes a positive number" in err
+
+
 def test_latency_limit_reads_postcopy_faults_p99():
     lim = Limit(LimitKind.LATENCY_P99, max_ms=1.0)
     assert lim.evaluate({"postcopy_faults": {"p99_us": 1000}}) is None

@@ -187,6 +187,12 @@ class Limit:
             raise UsageError(f"--fail-on takes conflicts or conflicts:POLICY, not {text!r}")
         return cls(LimitKind.CONFLICTS, policy=policy or None)
 
+    @classmethod
+    def p99_latency(cls, ms: float) -> Limit:
+        if not 0 < ms < math.inf:
+            raise UsageError(f"--max-latency-p99 takes a positive number of ms, not {ms:g}")
+        return cls(LimitKind.LATENCY_P99, max_ms=ms)
+
     @property
     def name(self) -> str:
         if self.kind is LimitKind.CONFLICTS:

@@ -497,7 +497,7 @@ def check(
 
     limits = [ck.Limit.parse_fail_on(f) for f in fail_on or []]
     if max_latency_p99 is not None:
-        limits.append(ck.Limit(ck.LimitKind.LATENCY_P99, max_ms=max_latency_p99))
+        limits.append(ck.Limit.p99_latency(max_latency_p99))
     start = time.monotonic()
     reports = ck.run_check(
         traces,
