@@ -110,6 +110,24 @@ def test_update_writes_baselines_that_then_pass(monkeypatch, capsys, tmp_path):
     assert code == 0
 
 
+def test_python_api_without_the_cli(tmp_path):
+    """run_check computes analyze --json itself: the committed baseline passes, a changed copy of
+    it fails naming the field, and limits come back per trace."""
+    from tracetool.check import exit_code, run_check
+
+    reports = run_check([str(D_CUT)], str(EXPECTED), limits=[Limit.parse_fail_on("conflicts")])
+    assert (
+        exit_code(reports) == 0
+        and reports[0].changes == []
+        and reports[0].limits[0].status.value == "ok"
+    )
+    doc = json.loads((EXPECTED / baseline_name(D_CUT)).read_text())
+    doc["events"] -= 1
+    (tmp_path / baseline_name(D_CUT)).write_text(json.dumps(doc))
+    (rep,) = run_check([D_CUT], tmp_path)
+    assert [c.field for c in rep.changes] == ["events"] and exit_code([rep]) == 1
+
+
 # -- errors (exit 2) ----------------------------------------------------------------------------
 
 

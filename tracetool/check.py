@@ -325,17 +325,29 @@ def exit_code(reports: Sequence[TraceReport]) -> int:
     return max((s.exit_code for s in statuses), default=0)
 
 
+def analyze(path: Path | str) -> dict:
+    """What ``tracetool analyze --json PATH`` prints (the default results of :func:`run_check`)."""
+    from tracetool.cli import analysis_json
+    from tracetool.trace import load
+
+    return analysis_json(load(path))
+
+
 def run_check(
-    traces: Iterable[Path],
-    baseline_dir: Path,
-    compute: Callable[[Path], dict],
+    traces: Iterable[Path | str],
+    baseline_dir: Path | str,
+    compute: Callable[[Path], dict] = analyze,
     limits: Sequence[Limit] = (),
     *,
     update: bool = False,
 ) -> list[TraceReport]:
     """Compute each trace's results, compare them with ``baseline_dir/<name>.json`` (or write it
-    with ``update``) and evaluate ``limits``. Errors of one trace do not stop the others."""
-    traces = list(traces)
+    with ``update``) and evaluate ``limits``. Errors of one trace do not stop the others.
+
+    >>> reports = run_check(["dst.trace.log.gz"], "baselines")  # doctest: +SKIP
+    >>> exit_code(reports), [c.text() for r in reports for c in r.changes]  # doctest: +SKIP
+    """
+    traces, baseline_dir = [Path(t) for t in traces], Path(baseline_dir)
     seen: dict[str, Path] = {}
     for t in traces:
         other = seen.setdefault(baseline_name(t), t)
