@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit  # noqa: E402  (imported after the cache folder is configured)
+from numba.cpython.unsafe.numbers import leading_zeros
 
 from parsers._numba_setup import CACHE
 
@@ -24,7 +25,7 @@ _DIGITS_LO = np.frombuffer(b"0123456789abcdef", np.uint8).copy()
 _DIGITS_UP = np.frombuffer(b"0123456789ABCDEF", np.uint8).copy()
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, inline="always")
 def _rd32(buf, p, big):
     b0 = np.int64(buf[p])
     b1 = np.int64(buf[p + 1])
@@ -35,7 +36,7 @@ def _rd32(buf, p, big):
     return (b3 << 24) | (b2 << 16) | (b1 << 8) | b0
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, inline="always")
 def _rd64(buf, p, big):
     v = np.uint64(0)
     for k in range(8):
@@ -44,7 +45,7 @@ def _rd64(buf, p, big):
     return v
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, inline="always")
 def _ld32(u32v, p, big):
     """The u32 at byte p through a native-order view at every byte offset (one load)."""
     x = np.int64(u32v[p])
@@ -53,7 +54,7 @@ def _ld32(u32v, p, big):
     return x
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, inline="always")
 def _ld64(u64v, p, big):
     """The u64 at byte p through a native-order view at every byte offset (one load)."""
     x = u64v[p]
@@ -167,7 +168,7 @@ def decode(buf, pst, pen, layout, big):
     return ok, vals, sst, slen
 
 
-@njit(cache=CACHE, nogil=True)
+@njit(cache=CACHE, nogil=True, inline="always")
 def _pattern(r, dkind, dbits):
     """The declared C type's value as a 64-bit pattern (wrap_int semantics)."""
     if dkind == D_BOOL:
@@ -181,7 +182,10 @@ def _pattern(r, dkind, dbits):
     return v
 
 
-@njit(cache=CACHE, nogil=True)
+_POW10 = np.array([10**k for k in range(20)], np.uint64)
+
+
+@njit(cache=CACHE, nogil=True, inline="always")
 def _render_row(buf, vals, sst, slen, ops, lo, nops, lits, out, pos, tmp, dg):
     """Print one record's arguments (``vals``/``sst``/``slen`` of its arguments) with the
     ops rows ``lo .. lo + nops`` into ``out`` at ``pos``; returns the new position.
@@ -211,6 +215,61 @@ def _render_row(buf, vals, sst, slen, ops, lo, nops, lits, out, pos, tmp, dg):
         flags = ops[o, 3]
         width = ops[o, 4]
         prec = ops[o, 5]
+        if flags == 0 and width == 0 and prec < 0 and kind != OP_CHAR:
+            # the common plain conversion (%lx, %u, %p...): digits straight into out
+            p = _pattern(vals[a], ops[o, 9], ops[o, 10])
+            if kind == OP_PTR:
+                if p == np.uint64(0):
+                    for c in (40, 110, 105, 108, 41):  # (nil)
+                        out[pos] = c
+                        pos += 1
+                    continue
+                out[pos] = 48
+                out[pos + 1] = 120
+                pos += 2
+                mag = p
+            else:
+                cbits = ops[o, 6]
+                signed = ops[o, 7] != 0
+                if cbits < 64:
+                    m = (np.uint64(1) << np.uint64(cbits)) - np.uint64(1)
+                    p = p & m
+                    if signed and (p >> np.uint64(cbits - 1)) & np.uint64(1):
+                        p = p | ~m
+                mag = p
+                if signed and (p >> np.uint64(63)) & np.uint64(1):
+                    out[pos] = 45  # -
+                    pos += 1
+                    mag = ~p + np.uint64(1)
+            base = ops[o, 2]
+            if base == 16:
+                digs = _DIGITS_UP if ops[o, 8] else _DIGITS_LO
+                nd = (64 - int(leading_zeros(mag)) + 3) >> 2
+                if nd == 0:
+                    nd = 1
+                for t in range(nd - 1, -1, -1):
+                    out[pos + t] = digs[mag & np.uint64(15)]
+                    mag = mag >> np.uint64(4)
+                pos = pos + nd
+                continue
+            if base == 10:
+                nd = 1
+                while nd < 20 and mag >= _POW10[nd]:
+                    nd += 1
+                for t in range(nd - 1, -1, -1):
+                    q = mag // np.uint64(10)
+                    out[pos + t] = 48 + np.uint8(mag - q * np.uint64(10))
+                    mag = q
+                pos = pos + nd
+                continue
+            nd = (64 - int(leading_zeros(mag)) + 2) // 3  # octal
+            if nd == 0:
+                nd = 1
+            for t in range(nd - 1, -1, -1):
+                out[pos + t] = 48 + np.uint8(mag & np.uint64(7))
+                mag = mag >> np.uint64(3)
+            pos = pos + nd
+            continue
         p = _pattern(vals[a], ops[o, 9], ops[o, 10])
         nb = 0  # body bytes in tmp (in order)
         if kind == OP_CHAR:
