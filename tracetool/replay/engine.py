@@ -14,6 +14,7 @@ import numpy as np
 from analyses import qemu_version
 from tracetool.replay import addresses, balloon, kernels, pages, windows
 from tracetool.replay.model import ALL_POLICIES, CONFLICT_CODES, Kind, Outcome, Policy, State
+from tracetool.replay.pages import PAGE_SHIFT
 from tracetool.replay.result import PolicyRun, ReplayResult
 from tracetool.trace import Trace
 
@@ -105,6 +106,8 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     reqs = balloon.resolve(trace, order.of_lines, threads)
     pe, info = pages.build(trace, amap, order, ws, reqs, threads)
     n_req = len(reqs) if reqs is not None else 0
+    if n_req and reqs.discard_traced:
+        _unknown_on_large_pages(reqs, pe, amap)
 
     advise_ords = np.array([w.ord["advise"] for w in ws], np.int64)
     mig_of = lambda o: np.searchsorted(advise_ords, o, side="right") - 1  # noqa: E731
@@ -153,6 +156,18 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
         page_events=pe, info=info, runs=runs, refault=refault, double_place=double,
         qemu_policy=qpol, qemu_policy_why=qwhy, conf_bounds=(conf_lo, conf_hi),
     )  # fmt: skip
+
+
+def _unknown_on_large_pages(reqs: balloon.Requests, pe, amap) -> None:
+    """A 4 KiB inflate on a larger host page (hugetlbfs) is discarded only once its whole host
+    page is in the balloon (QEMU tracks partially ballooned host pages), so the absence of a
+    discard after it does not mean it was dropped: observed becomes unknown."""
+    sel = pe.req >= 0
+    if not sel.any() or not len(amap.names()):
+        return
+    large = amap.page_sizes()[pe.page[sel] // PAGE_SHIFT] > KIB4
+    r = pe.req[sel][large]
+    reqs.observed[r[reqs.observed[r] == balloon.OBS_DROPPED]] = balloon.OBS_UNKNOWN
 
 
 __all__ = ["ReplayOptions", "replay", "Kind", "Outcome", "CONFLICT_CODES", "KIB4"]

@@ -339,12 +339,16 @@ class Truth:
         discard_traced = rec.counts.get("ram_block_discard_range", 0) > 0
         n_inf = int(self.inflate.sum())
         if discard_traced:
+            # On a larger host page QEMU discards only a wholly ballooned host page: an inflate
+            # without its discard is then unknown, not dropped.
+            known = self.inflate if m.hp == 4096 else self.inflate & c["discard"]
             observed = {"applied_pages": int((self.inflate & c["discard"]).sum()),
-                        "dropped_pages": int((self.inflate & ~c["discard"]).sum()),
-                        "unknown_pages": 0}  # fmt: skip
+                        "dropped_pages": int((known & ~c["discard"]).sum()),
+                        "unknown_pages": int((self.inflate & ~known).sum())}  # fmt: skip
             pred = np.isin(pols[qpol]["_outcome"], [APPLIED, DEFERRED_APPLIED])
-            agree = self.inflate & (pred == c["discard"])
-            fid = {"policy": qpol, "agree": int(agree.sum()), "disagree": int(n_inf - agree.sum())}
+            agree = known & (pred == c["discard"])
+            fid = {"policy": qpol, "agree": int(agree.sum()),
+                   "disagree": int(known.sum() - agree.sum())}  # fmt: skip
         else:
             observed = {"applied_pages": 0, "dropped_pages": 0, "unknown_pages": n_inf}
             fid = {"policy": qpol, "agree": 0, "disagree": 0}
