@@ -85,16 +85,46 @@ def _marker_side(state: str, side: str) -> str:
     return side
 
 
+def thread_sides(trace: Trace) -> dict[int, str]:
+    """Side of each thread (or process) id that wrote source-only or destination-only events:
+    a log holding both processes (a libvirt domain log, a synthetic trace) has both."""
+    ev = trace.events
+    if ev.num_rows == 0 or ev["tid"].null_count == ev.num_rows:
+        return {}
+    names = ev["event"].combine_chunks()
+    kinds = np.array(
+        [1 if n.startswith(SOURCE_EVENTS) else -1 if n.startswith(DEST_EVENTS) else 0
+         for n in names.dictionary.to_pylist()] or [0],
+        np.int8,
+    )  # fmt: skip
+    row_kind = kinds[names.indices.to_numpy(zero_copy_only=False)]
+    sel = row_kind != 0
+    tids, inv = np.unique(ev["tid"].fill_null(-1).to_numpy()[sel], return_inverse=True)
+    src = np.bincount(inv, weights=row_kind[sel] == 1, minlength=len(tids))
+    dst = np.bincount(inv, weights=row_kind[sel] == -1, minlength=len(tids))
+    return {
+        int(t): Side.SOURCE.value if a > b else Side.DESTINATION.value
+        for t, a, b in zip(tids, src, dst, strict=True)
+        if t >= 0 and a != b
+    }
+
+
 def _raw_rows(trace: Trace, side: str) -> list[dict]:
-    """Every state change and marker record (markers repeat), in time-then-trace order."""
+    """Every state change and marker record (markers repeat), in time-then-trace order. A state
+    change takes the side of the thread that wrote it when that is known, else ``side``."""
     rows: list[dict] = []
     if "migrate_set_state" in trace:
         t = trace.table("migrate_set_state")
         col = "new_state" if "new_state" in t.column_names else t.column_names[-1]
-        for ts, line, state in zip(
-            t["ts_ns"].to_pylist(), t["line"].to_pylist(), t[col].to_pylist(), strict=True
-        ):
-            rows.append({"side": side, "state": migration_state(state), "ts_ns": ts, "line": line})
+        sides = thread_sides(trace)
+        for ts, tid, line, state in zip(
+            t["ts_ns"].to_pylist(), t["tid"].to_pylist(), t["line"].to_pylist(),
+            t[col].to_pylist(), strict=True,
+        ):  # fmt: skip
+            rows.append(
+                {"side": sides.get(tid, side), "state": migration_state(state), "ts_ns": ts,
+                 "line": line}
+            )  # fmt: skip
     for name, what in PHASE_MARKERS.items():
         if name in trace:
             t = trace.table(name)
@@ -105,8 +135,19 @@ def _raw_rows(trace: Trace, side: str) -> list[dict]:
     return rows
 
 
+def kept_rows(trace: Trace, side: str) -> list[tuple[int, dict]]:
+    """(migration, row) of every kept row: migrations are numbered per side (the source's
+    outgoing migration 0 and the destination's incoming migration 0 are the same one)."""
+    by_side: dict[str, list[dict]] = {}
+    for r in _raw_rows(trace, side):
+        by_side.setdefault(r["side"], []).append(r)
+    out = [x for rows in by_side.values() for x in assign(rows)]
+    out.sort(key=lambda mr: (mr[1]["ts_ns"] is None, mr[1]["ts_ns"] or 0, mr[1]["line"]))
+    return out
+
+
 def assign(rows: list[dict]) -> list[tuple[int, dict]]:
-    """(migration, row) for each row that is kept (see the module docstring)."""
+    """(migration, row) for each row of one side that is kept (see the module docstring)."""
     out: list[tuple[int, dict]] = []
     mig, starts, final, seen = 0, set(), False, set()
     for r in rows:
@@ -129,12 +170,15 @@ def assign(rows: list[dict]) -> list[tuple[int, dict]]:
 
 def phase_list(trace: Trace, side: str) -> list[dict]:
     """The ``phases`` list of ``tracetool analyze --json``: ``{side, state, ts_ns, line}``."""
-    return [r for _, r in assign(_raw_rows(trace, side))]
+    return [r for _, r in kept_rows(trace, side)]
 
 
 def migration_starts(trace: Trace, side: str | None = None) -> np.ndarray:
-    """Trace line of the first phase row of each migration (sorted)."""
-    kept = assign(_raw_rows(trace, side or trace_side(trace)))
+    """Trace line of the first phase row of each migration (sorted), from the destination's
+    rows when the trace has any (page events are the destination's)."""
+    kept = kept_rows(trace, side or trace_side(trace))
+    if any(r["side"] == Side.DESTINATION.value for _, r in kept):
+        kept = [(m, r) for m, r in kept if r["side"] == Side.DESTINATION.value]
     first: dict[int, int] = {}
     for m, r in kept:
         first.setdefault(m, r["line"])
@@ -183,7 +227,7 @@ def run(trace: Trace) -> AnalysisResult:
     """Phase rows per migration and side, with durations and the per-migration timings."""
     NEEDS.check(trace, NAME)
     side = trace_side(trace)
-    kept = assign(_raw_rows(trace, side))
+    kept = kept_rows(trace, side)
     groups: dict[tuple[int, str], list[dict]] = {}
     for m, r in kept:
         groups.setdefault((m, r["side"]), []).append(r)
