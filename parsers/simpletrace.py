@@ -40,7 +40,7 @@ from parsers.base import Chunk, NameRegistry, ParseOptions, typed_schema
 from tracetool.catalog import ArgKind, Catalog, EventDef
 from tracetool.catalog.render import render_args
 from tracetool.errors import FormatError, InputError, UsageError
-from tracetool.inputs import Input, read_some
+from tracetool.inputs import Input, _read_into, read_some
 from tracetool.schema import EVENT_KEY_FIELDS, EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
 
 name = "simpletrace"
@@ -274,19 +274,26 @@ def parse(inp: Input, options: ParseOptions, ctx: SimpleContext | None = None) -
     pending_other = [(ctx.line, header_text)]
     ctx.line += 1
     offset = 24  # file offset of buf[0]
-    carry = b""
+    # blocks are read into ``pool`` after the carried bytes ``pool[c0 : c0 + nc]`` (a record
+    # cut by the block's end); the compiled walk copies what it keeps, so it reuses the pool
+    reuse = ctx.compiled and block_size < 2**30  # (larger blocks take the numpy engine)
+    pool, c0, nc = np.empty(0, np.uint8), 0, 0
     eof = False
     first = True
     while True:
-        data = read_some(inp, block_size, offset + len(carry)) if not eof else b""
-        if not data:
-            eof = True
-        buf_bytes = carry + data if carry else data
-        if not buf_bytes and eof:
+        if reuse and len(pool) >= nc + block_size:
+            pool[:nc] = pool[c0 : c0 + nc]
+        else:
+            fresh = np.empty(nc + block_size, np.uint8)
+            fresh[:nc] = pool[c0 : c0 + nc]
+            pool = fresh
+        got = 0 if eof else _read_into(inp, memoryview(pool)[nc : nc + block_size], offset + nc)
+        eof = eof or not got
+        buf = pool[: nc + got]
+        if not len(buf) and eof:
             if pending_other:
                 yield _only_other(pending_other, ctx, 24)
             return
-        buf = np.frombuffer(buf_bytes, np.uint8)
         cap = len(buf) // 20 + 1
         starts = np.empty(cap, np.int64)
         ends = np.empty(cap, np.int64)
@@ -299,23 +306,23 @@ def parse(inp: Input, options: ParseOptions, ctx: SimpleContext | None = None) -
         if status in (ST_BAD_TYPE, ST_SHORT_LEN, ST_LONG_LEN, ST_BAD_NAME):
             damage = _damage_text(status, detail, offset + pos, version)
         elif status == ST_MORE and eof:
-            damage = _truncated_text(buf_bytes, pos, offset, version, big)
+            damage = _truncated_text(bytes(buf[pos:]), 0, offset + pos, version, big)
         chunk = _decode_block(
             buf, starts[:n], ends[:n], kinds[:n], offset, ctx, order, pending_other
         )
         pending_other = []
         if damage is not None:
-            _add_damage(chunk, ctx, damage, buf_bytes[pos : pos + 32], offset + pos)
-            chunk.nbytes = len(buf_bytes) + (24 if first else 0)
+            _add_damage(chunk, ctx, damage, bytes(buf[pos : pos + 32]), offset + pos)
+            chunk.nbytes = len(buf) + (24 if first else 0)
             yield chunk
             return
         chunk.nbytes = pos + (24 if first else 0)
         if chunk.lines or chunk.nbytes:
             first = False
             yield chunk
-        carry = buf_bytes[pos:]
+        c0, nc = pos, len(buf) - pos
         offset += pos
-        if eof and not carry:
+        if eof and not nc:
             return
 
 
