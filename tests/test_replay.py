@@ -518,17 +518,17 @@ def test_a_page_whose_next_event_is_a_place_was_absent(tmp_path):
 # -- section 7: observed outcome and fidelity --------------------------------------------------
 
 
-def observed_trace(major: int, minor: int) -> T:
+def observed_trace(major: int, minor: int, d_applied: bool = False) -> T:
     """Inflates A 1.5 (before DISCARD, discarded), D 2.5 (DISCARD..LISTEN, not discarded),
     B 5.0 (in the window, not discarded), C 9.9 (after STATE_END, discarded): what QEMU 7.2
-    does."""
+    does; ``d_applied``: D discarded too (what QEMU 2.5-5.0 does)."""
     return (
         T()
         .version(0.5, major, minor)
         .advise(1.0)
         .inflate(1.5, gpa=0x1000, discard=True)
         .discard(2.0)
-        .inflate(2.5, gpa=0x2000)
+        .inflate(2.5, gpa=0x2000, discard=d_applied)
         .listen(3.0)
         .run(3.1)
         .inflate(5.0, gpa=0x3000)
@@ -555,6 +555,34 @@ def test_observed_outcome_and_fidelity(tmp_path, major, minor, policy, agree, di
     f = obs["fidelity"]
     assert (f["policy"], f["agree"], f["disagree"]) == (policy, agree, disagree)
     assert res.summary["qemu_policy"]["policy"] == policy
+
+
+@pytest.mark.parametrize(
+    "observed_version, policy, scores",
+    [
+        ((7, 2), "inhibit-discard", "inhibit predicts 3, inhibit-discard predicts 4"),
+        ((4, 2), "inhibit", "inhibit predicts 4, inhibit-discard predicts 3"),
+    ],
+)
+def test_qemu_policy_chosen_by_the_observed_outcome_when_the_range_spans_5_1(
+    tmp_path, monkeypatch, observed_version, policy, scores
+):
+    """Without an exact version, a detected range across the 5.1 change leaves two rules: the
+    qemu policy is the one that predicts what QEMU did, and the reason says so. The trace
+    does what ``observed_version`` does (its query-version removed, the range forced)."""
+    from analyses import qemu_version
+
+    monkeypatch.setattr(
+        qemu_version, "run", lambda trace: {"exact": None, "min": "4.0", "max": "10.0"}
+    )
+    t = observed_trace(*observed_version, d_applied=observed_version < (5, 1))
+    t._lines = [x for x in t._lines if "qmp_exit_query_version" not in x[2]]
+    res = replay(t, tmp_path)
+    q = res.summary["qemu_policy"]
+    assert q["policy"] == policy
+    assert q["why"] == f"QEMU 4.0..10.0 (detected range); {scores} observed outcomes"
+    f = res.summary["observed"]["fidelity"]
+    assert (f["agree"], f["disagree"]) == (4, 0)
 
 
 def test_qemu_policy_alias_follows_the_version(tmp_path):

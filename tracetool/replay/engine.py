@@ -30,24 +30,42 @@ class ReplayOptions:
     qemu_version: str | None = None  # "X.Y" to override the detected version for Policy.QEMU
 
 
-def qemu_policy(version: str | None, trace: Trace) -> tuple[Policy, str]:
-    """The policy of a QEMU version (given, else detected from the trace)."""
+def policy_of_version(version: str) -> Policy:
+    """The inhibit rule of a QEMU release ("X.Y"): none before 2.5, LISTEN..CLEANUP from 2.5,
+    DISCARD..end of postcopy from 5.1."""
+    major, minor = (int(x) for x in version.split(".")[:2])
+    if (major, minor) < (2, 5):
+        return Policy.NO_INHIBIT
+    if (major, minor) < (5, 1):
+        return Policy.INHIBIT
+    return Policy.INHIBIT_DISCARD
+
+
+def qemu_policy(version: str | None, trace: Trace) -> tuple[list[Policy], str]:
+    """The policy of a QEMU version (given, else detected from the trace): one candidate, or
+    two when the detected range of releases spans a change of rule (the replay then keeps the
+    one that predicts QEMU's observed outcome best)."""
     why = "given"
     if version is None:
         v = qemu_version.run(trace)
         version, why = v["exact"], "query-version in the trace"
         if version is None and v["min"]:
             version, why = v["min"], f"detected range {v['min']}..{v['max'] or ''}"
+            if v["max"] and policy_of_version(v["max"]) != policy_of_version(v["min"]):
+                cands = [policy_of_version(v["min"]), policy_of_version(v["max"])]
+                return cands, f"QEMU {v['min']}..{v['max']} (detected range)"
     if version is None:
-        return Policy.INHIBIT_DISCARD, "QEMU version unknown: assumed >= 5.1"
-    major, minor = (int(x) for x in version.split(".")[:2])
-    if (major, minor) < (2, 5):
-        pol = Policy.NO_INHIBIT
-    elif (major, minor) < (5, 1):
-        pol = Policy.INHIBIT
-    else:
-        pol = Policy.INHIBIT_DISCARD
-    return pol, f"QEMU {version} ({why})"
+        return [Policy.INHIBIT_DISCARD], "QEMU version unknown: assumed >= 5.1"
+    return [policy_of_version(version)], f"QEMU {version} ({why})"
+
+
+def _agreement(run: PolicyRun, reqs: balloon.Requests | None) -> int:
+    """Inflates with a known observed outcome that ``run`` predicts."""
+    if reqs is None or not len(reqs):
+        return 0
+    known = (reqs.direction == balloon.INFLATE) & (reqs.observed != balloon.OBS_UNKNOWN)
+    pred = np.isin(run.outcome, [int(Outcome.APPLIED), int(Outcome.DEFERRED_APPLIED)])
+    return int(np.count_nonzero(known & (pred == (reqs.observed == balloon.OBS_APPLIED))))
 
 
 def _bounds(ws: list[windows.Window], lo: str, hi: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,15 +138,11 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     nxt_is_place = kernels.next_is_place(pe.page, pe.kind)
     refault, double = kernels.anomalies(pe.page, pe.kind, reset_state)
 
-    qpol, qwhy = qemu_policy(opts.qemu_version, trace)
+    cands, qwhy = qemu_policy(opts.qemu_version, trace)
     # Without timestamps there is no race window: a later placement is an arrival (-1).
     race_ns = int(opts.race_window_ns) if order.ts_sorted is not None else -1
-    runs: dict[str, PolicyRun] = {}
-    wanted = list(opts.policies)
-    if Policy.QEMU not in wanted and qpol not in wanted:
-        wanted.append(Policy.QEMU)  # always: the observed outcome's fidelity needs it
-    for pol in wanted:
-        eff = qpol if pol is Policy.QEMU else pol
+
+    def run_policy(pol: Policy, eff: Policy) -> PolicyRun:
         lo_m, hi_m = _bounds(ws, *POLICY_WINDOW[eff])
         if n_req:
             in_win = (
@@ -148,8 +162,24 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
             nxt_is_place, reset_state, race_ns, n_req,
         )  # fmt: skip
         outcome = _outcomes(decision, reqs, req_mig, in_win) if n_req else np.zeros(0, np.int8)
+        return PolicyRun(pol, eff, in_win, decision, outcome, *out)
+
+    qpol = cands[0]
+    if len(cands) > 1:  # the detected releases span a change of rule: QEMU's outcome decides
+        score = {c: _agreement(run_policy(Policy.QEMU, c), reqs) for c in cands}
+        if any(score.values()):
+            qpol = max(cands, key=lambda c: score[c])  # ties: the older rule
+            qwhy += "; " + ", ".join(f"{c.value} predicts {n:,}" for c, n in score.items())
+            qwhy += " observed outcomes"
+        else:
+            qwhy += f"; no observed outcome to choose by: assumed {qpol.value}"
+    runs: dict[str, PolicyRun] = {}
+    wanted = list(opts.policies)
+    if Policy.QEMU not in wanted and qpol not in wanted:
+        wanted.append(Policy.QEMU)  # always: the observed outcome's fidelity needs it
+    for pol in wanted:
         key = pol.value if pol in opts.policies else "_qemu"
-        runs[key] = PolicyRun(pol, eff, in_win, decision, outcome, *out)
+        runs[key] = run_policy(pol, qpol if pol is Policy.QEMU else pol)
 
     return ReplayResult(
         trace=trace, options=opts, order=order, windows=ws, address_map=amap, requests=reqs,
