@@ -58,8 +58,8 @@ def print_faults(out: Console, s: dict) -> None:
                 for c, ms in (f.get("per_cpu_blocktime_ms") or {}).items()
             )
             out.print(
-                f"  vCPU blocktime {_num(f['blocktime_ms'])} ms ({per}); "
-                f"QEMU's own total {_num(f['qemu_blocktime_ms'])} ms",
+                f"  vCPU blocktime {_num(f['blocktime_ms'])} ms ({per}); QEMU's own total "
+                f"for the run (cleanup_blocktime) {_num(f['qemu_blocktime_ms'])} ms",
                 highlight=False,
             )
     elif s.get("postcopy_faults_missing"):
