@@ -112,7 +112,7 @@ class Program:
             ops_n,
             textfix,
             np.ascontiguousarray(ops, np.int64),
-            np.frombuffer(bytes(lits) or b"\0", np.uint8).copy(),
+            np.frombuffer(bytes(lits) + bytes(8), np.uint8).copy(),  # 8 spare: word copies
         )
 
 

@@ -9,10 +9,32 @@ a width or precision) go through ``render_args``.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit  # noqa: E402  (imported after the cache folder is configured)
+from numba.core import types
 from numba.cpython.unsafe.numbers import leading_zeros
+from numba.extending import intrinsic
 
 from parsers._numba_setup import CACHE
+
+
+@intrinsic
+def _copy8(typingctx, dst, di, src, si):
+    """Copy the 8 bytes src[si : si + 8] to dst[di : di + 8] (one unaligned load and store)."""
+    sig = types.void(dst, di, src, si)
+
+    def codegen(context, builder, signature, args):
+        d, dix, s, six = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        sa = context.make_array(signature.args[2])(context, builder, s)
+        p64 = ir.IntType(64).as_pointer()
+        dp = builder.bitcast(builder.gep(da.data, [dix]), p64)
+        sp = builder.bitcast(builder.gep(sa.data, [six]), p64)
+        builder.store(builder.load(sp, align=1), dp, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
 
 # render op kinds
 OP_LIT, OP_INT, OP_PTR, OP_STR, OP_CHAR = 0, 1, 2, 3, 4
@@ -196,8 +218,12 @@ def _render_row(buf, vals, sst, slen, ops, lo, nops, lits, out, pos, tmp, dg):
         if kind == OP_LIT:
             lp = ops[o, 11]
             ll = ops[o, 12]
-            for t in range(ll):
-                out[pos + t] = lits[lp + t]
+            if lp + ll + 8 <= lits.shape[0] and pos + ll + 8 <= out.shape[0]:
+                for t in range(0, ll, 8):
+                    _copy8(out, pos + t, lits, lp + t)
+            else:
+                for t in range(ll):
+                    out[pos + t] = lits[lp + t]
             pos += ll
             continue
         if kind == OP_STR:
@@ -208,8 +234,12 @@ def _render_row(buf, vals, sst, slen, ops, lo, nops, lits, out, pos, tmp, dg):
                     pos += 1
             else:
                 s = sst[a]
-                for t in range(ln):
-                    out[pos + t] = buf[s + t]
+                if s + ln + 8 <= buf.shape[0] and pos + ln + 8 <= out.shape[0]:
+                    for t in range(0, ln, 8):
+                        _copy8(out, pos + t, buf, s + t)
+                else:
+                    for t in range(ln):
+                        out[pos + t] = buf[s + t]
                 pos += ln
             continue
         flags = ops[o, 3]
