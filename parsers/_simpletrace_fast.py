@@ -141,16 +141,16 @@ def decode_block(buf, starts, ends, kinds, offset, ctx, order, pending_other) ->
     ev_idx = np.flatnonzero(kinds != ST.K_MAPPING)
     hsize = 8 if ctx.version >= 4 else 0
     ev_start, ev_end = starts[ev_idx], ends[ev_idx]
-    idv = ST._view(buf, np.dtype(">u8" if ctx.big else "<u8"))
-    ids = idv[ev_start + hsize].astype(np.uint64) if len(ev_idx) else np.zeros(0, np.uint64)
+    swap = ctx.big != (sys.byteorder == "big")
+    views = K.byte_views(buf)
+    ids = K.ids_at(views[0], ev_start, hsize, swap)
     code = ST._event_codes(ids, ev_idx, m_ids, m_codes, map_idx, ctx, order)
     prog = program(ctx)
     arrays = prog.ensure(ctx)
     ev_lines = lines[ev_idx]
-    swap = ctx.big != (sys.byteorder == "big")
     (grp, cnt, gbase, vbase, obase, scol, g_vals, g_ts, g_tid, g_line, s_offs, s_data,
      ev_ts, ev_tid, ev_ln, ev_cand, first, a_off, a_data, nonascii) = K.decode_block(
-        buf, *K.byte_views(buf), ev_start, ev_end, ev_lines, code, hsize, swap, *arrays, 0
+        buf, *views, ev_start, ev_end, ev_lines, code, hsize, swap, *arrays, 0
     )  # fmt: skip
     v2 = ctx.version == 2
     typed: dict = {}

@@ -100,6 +100,15 @@ def byte_views(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=CACHE, nogil=True)
+def ids_at(u64v, ev_start, hsize, big):
+    """The event id (u64 at ``start + hsize``) of every event record."""
+    ids = np.empty(ev_start.shape[0], np.uint64)
+    for i in range(ev_start.shape[0]):
+        ids[i] = _ld64(u64v, ev_start[i] + hsize, big)
+    return ids
+
+
+@njit(cache=CACHE, nogil=True)
 def scan(buf, pos, end, v4, big, max_record, max_name, starts, ends, kinds):
     """Record boundaries of buf[pos:end]: the rules of ``parsers.simpletrace._scan_struct``.
 

@@ -911,9 +911,10 @@ def _chunk(events, other_lines, other_text, rejected, typed, lines, ctx, dropped
 
 
 def _typed_batch(schema, ts, tid, tid_null, lines, cols) -> pa.RecordBatch:
+    mask = tid_null if np.any(tid_null) else None
     arrays = [
         pa.array(ts, pa.int64()),
-        pa.array(tid.astype(np.int32), pa.int32(), mask=tid_null),
+        pa.array(tid.astype(np.int32, copy=False), pa.int32(), mask=mask),
         pa.array(lines, pa.int64()),
     ]
     for f, col in zip(list(schema)[3:], cols, strict=True):
