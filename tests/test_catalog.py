@@ -661,3 +661,19 @@ def test_7_2_subsystems_fully_bundled(bundled, qemu72):
     wanted |= {"get_mem_fault_cpu_index", "await_return_path_close_on_source_close"}
     missing = sorted(n for n in wanted if not any(covers(v, V72) for v in bundled.variants(n)))
     assert missing == []
+
+
+def test_an_argument_named_like_a_key_column_is_renamed(tmp_path):
+    """postcopy_blocktime_tid_cpu_map(int cpu, uint32_t tid): the typed table keeps one
+    ``tid`` (the thread that wrote the line) and the argument becomes ``arg_tid``."""
+    import tracetool
+    from tracetool.catalog.grammar import KEY_NAMES
+    from tracetool.schema import EVENT_KEY_FIELDS
+
+    assert {f.name for f in EVENT_KEY_FIELDS} == KEY_NAMES
+    p = tmp_path / "t.log"
+    p.write_text("4242@1760000000.000001:postcopy_blocktime_tid_cpu_map cpu: 0, tid: 777\n")
+    t = tracetool.load(p).table("postcopy_blocktime_tid_cpu_map")
+    assert t.column_names == ["ts_ns", "tid", "line", "cpu", "arg_tid"]
+    assert t.to_pylist()[0]["tid"] == 4242
+    assert t.to_pylist()[0]["arg_tid"] == 777

@@ -15,6 +15,9 @@ from tracetool.catalog.ctypes import ArgKind, CType, parse_ctype
 from tracetool.catalog.fmt import Conv, FormatPlan, compile_format
 from tracetool.errors import CatalogError
 
+#: Key columns of every typed table (tracetool.schema.EVENT_KEY_FIELDS); no argument may shadow one.
+KEY_NAMES = frozenset({"ts_ns", "tid", "line"})
+
 _LINE = re.compile(
     r"^((?P<props>[\w\s-]+?)\s+)?(?P<name>\w+)\((?P<args>[^)]*)\)\s*(?P<fmt>\".*)?\s*$"
 )
@@ -64,7 +67,7 @@ class EventDef:
 
     def columns(self) -> list[Column]:
         """Typed columns, one per conversion; a ``%s`` is a string, a char* printed otherwise
-        is its pointer value."""
+        is its pointer value; an argument named ``ts_ns``, ``tid`` or ``line`` is ``arg_<name>``."""
         cached = self.__dict__.get("_columns")
         if cached is not None:
             return cached
@@ -77,7 +80,10 @@ class EventDef:
                 kind = ArgKind.STRING
             elif kind is ArgKind.STRING:
                 kind, bits = ArgKind.POINTER, 64
-            cols.append(Column(arg.name, kind, bits, tok.kind))
+            # an argument named like a key column (postcopy_blocktime_tid_cpu_map's tid) is
+            # renamed arg_<name> so the typed table keeps one ts_ns/tid/line
+            name = f"arg_{arg.name}" if arg.name in KEY_NAMES else arg.name
+            cols.append(Column(name, kind, bits, tok.kind))
         self.__dict__["_columns"] = cols
         return cols
 
