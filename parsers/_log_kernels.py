@@ -197,14 +197,14 @@ def flag_lines(buf, starts, ends):
                 bad[li] = True
                 p += 1
                 continue
-            ok = True
+            step = need + 1
             for k in range(2, need + 1):
                 if not (0x80 <= buf[p + k] <= 0xBF):
-                    ok = False
+                    step = k  # the byte that breaks the sequence is looked at again (a NUL)
                     break
-            if not ok:
+            if step <= need:
                 bad[li] = True
-            p += need + 1
+            p += step
     return nul, bad
 
 

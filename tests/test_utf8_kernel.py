@@ -58,3 +58,9 @@ def test_known_invalid_sequences():
     for raw in (b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82", b"\xff", b"\x80"):
         assert _kernel_flags(raw + b"\n")[1] == [True], raw
     assert _kernel_flags("ok é 😀\n".encode())[1] == [False]
+
+
+def test_a_nul_that_breaks_a_sequence_is_seen():
+    """Found by hypothesis: the NUL in an incomplete 3-byte sequence was skipped with it."""
+    for raw in (b"\xe0\xa0\x00", b"\xf0\x90\x00\x80", b"\xf0\x90\x80\x00"):
+        assert _kernel_flags(raw + b"\n") == ([True], [True]), raw
