@@ -8,7 +8,11 @@ literal length, flags).
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit  # noqa: E402  (imported after the cache folder is configured)
+from numba.core import types
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
 from parsers._numba_setup import CACHE
 from tracetool.catalog.fmt import FLAG_ALT, FLAG_PAD, Conv
@@ -28,6 +32,49 @@ F_ALT = FLAG_ALT
 ST_EVENT = 0  # a name was found after the prefix
 ST_NO_NAME = 1  # no valid name: rejected after an ID@ prefix, other line otherwise
 ST_BAD_TID = 2  # ID@ prefix whose id does not fit in int32
+
+
+@intrinsic
+def _load8(typingctx, src, si):
+    """The 8 bytes src[si : si + 8] as a native-order uint64 (one unaligned load)."""
+    sig = types.uint64(src, si)
+
+    def codegen(context, builder, signature, args):
+        s, six = args
+        sa = context.make_array(signature.args[0])(context, builder, s)
+        sp = builder.bitcast(builder.gep(sa.data, [six]), ir.IntType(64).as_pointer())
+        return builder.load(sp, align=1)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store8(typingctx, dst, di, value):
+    """Write the uint64 ``value`` to dst[di : di + 8] (one unaligned store)."""
+    sig = types.void(dst, di, value)
+
+    def codegen(context, builder, signature, args):
+        d, dix, v = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        dp = builder.bitcast(builder.gep(da.data, [dix]), ir.IntType(64).as_pointer())
+        builder.store(v, dp, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=CACHE, nogil=True, inline="always")
+def _copy(dst, o, src, a, b):
+    """Copy src[a:b] to dst[o:]: 8 bytes at a time, then the tail (reads stay inside [a, b))."""
+    while a + 8 <= b:
+        _store8(dst, o, _load8(src, a))
+        a += 8
+        o += 8
+    while a < b:
+        dst[o] = src[a]
+        a += 1
+        o += 1
+
 
 _DAYS_BEFORE_MONTH = np.array([0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334], np.int64)
 
@@ -121,25 +168,56 @@ def _is_name_char(c):
     return (65 <= c <= 90) or (97 <= c <= 122) or c == 95 or (48 <= c <= 57)
 
 
+_LO7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_NL8 = np.uint64(0x0A0A0A0A0A0A0A0A)
+_ONES = np.uint64(0x0101010101010101)
+_HI8 = np.uint64(0x8080808080808080)
+
+
+@njit(cache=CACHE, nogil=True, inline="always")
+def _zero_bytes(x):
+    """The high bit of each byte of x that is 0 (exact: no false positives)."""
+    return ~(((x & _LO7) + _LO7) | x | _LO7)
+
+
 @njit(cache=CACHE, nogil=True)
 def line_bounds(buf):
     """Start and end (without the newline and a trailing CR) of every line of ``buf``, and
-    whether any byte is NUL or non-ASCII; the last line may lack its newline. Two passes:
-    count, then fill (no temporary arrays)."""
+    whether any byte is NUL or non-ASCII; the last line may lack its newline. Two passes,
+    8 bytes at a time: count the newlines, then fill (no temporary arrays)."""
     size = buf.shape[0]
+    words = size // 8
     n = 0
-    odd = 0  # any NUL or non-ASCII byte (checked in the same pass, kept branch-free)
-    for i in range(size):
+    odd = np.uint64(0)  # high bits: a non-ASCII byte or a NUL byte somewhere
+    for w in range(words):
+        x = _load8(buf, w * 8)
+        nl = _zero_bytes(x ^ _NL8)
+        odd |= x | _zero_bytes(x)
+        n += ((nl >> np.uint64(7)) * _ONES) >> np.uint64(56)
+    for i in range(words * 8, size):
         c = buf[i]
         n += c == 10
-        odd |= (c == 0) | (c >= 128)
+        if c == 0 or c >= 128:
+            odd |= np.uint64(128)
     if size and buf[size - 1] != 10:
         n += 1
     starts = np.empty(n, np.int64)
     ends = np.empty(n, np.int64)
     j = 0
     s = 0
-    for i in range(size):
+    for w in range(words):
+        nl = _zero_bytes(_load8(buf, w * 8) ^ _NL8)
+        while nl:
+            i = w * 8 + (trailing_zeros(nl) >> 3)
+            nl &= nl - np.uint64(1)
+            starts[j] = s
+            e = i
+            if e > s and buf[e - 1] == 13:
+                e -= 1
+            ends[j] = e
+            j += 1
+            s = i + 1
+    for i in range(words * 8, size):
         if buf[i] == 10:
             starts[j] = s
             e = i
@@ -154,7 +232,7 @@ def line_bounds(buf):
         if e > s and buf[e - 1] == 13:
             e -= 1
         ends[j] = e
-    return starts, ends, odd
+    return starts, ends, (odd & _HI8) != 0
 
 
 @njit(cache=CACHE, nogil=True)
@@ -320,13 +398,8 @@ def gather(buf, starts, ends):
         total += ends[i] - starts[i]
         offsets[i + 1] = total
     data = np.empty(total, np.uint8)
-    o = 0
     for i in range(n):
-        a = starts[i]
-        b = ends[i]
-        for k in range(a, b):
-            data[o] = buf[k]
-            o += 1
+        _copy(data, offsets[i], buf, starts[i], ends[i])
     return offsets, data
 
 
@@ -354,12 +427,9 @@ def gather_events(buf, idx, ts, tid, shape, bs, ends, code_of_nid, nid):
             total += ends[i] - bs[i]
         offsets[j + 1] = total
     data = np.empty(total, np.uint8)
-    o = 0
     for j in range(n):
         i = idx[j]
-        for k in range(bs[i], ends[i]):
-            data[o] = buf[k]
-            o += 1
+        _copy(data, offsets[j], buf, bs[i], ends[i])
     return ts_o, tid_o, ts_null, tid_null, code, offsets, data
 
 
@@ -388,13 +458,9 @@ def gather_nullable(buf, starts, ends):
             total += ends[i] - starts[i]
         offsets[i + 1] = total
     data = np.empty(total, np.uint8)
-    o = 0
     for i in range(n):
-        if null[i]:
-            continue
-        for k in range(starts[i], ends[i]):
-            data[o] = buf[k]
-            o += 1
+        if not null[i]:
+            _copy(data, offsets[i], buf, starts[i], ends[i])
     return offsets, data, null
 
 
