@@ -71,6 +71,8 @@ class ReplayResult:
     conf_bounds: tuple[np.ndarray, np.ndarray]
     _summary: dict | None = field(default=None, repr=False)
     _conflicts: pa.Table | None = field(default=None, repr=False)
+    _holding: dict = field(default_factory=dict, repr=False)  # id(run) -> (run, start, end)
+    _by_page: np.ndarray | None = field(default=None, repr=False)
 
     # -- per-request helpers ---------------------------------------------------------------
     def _req_page_columns(self):
@@ -86,23 +88,43 @@ class ReplayResult:
         """Replay orders ``[start, stop)`` during which each applied inflate holds its 4 KiB
         page: from the request (a deferred apply: from the END of its window) to the page's
         next deflate or next applied inflate, or the placement that refilled it (BIG: never)."""
+        got = self._holding.get(id(run))
+        if got is None or got[0] is not run:
+            got = self._holding[id(run)] = (run, *self._holding_of(run))
+        return got[1], got[2]
+
+    def _requests_by_page(self) -> np.ndarray | None:
+        """Every request by (4 KiB page, order), stable; None if the orders are too large for
+        one packed key (then each policy sorts its own requests)."""
+        r = self.requests
+        small = r.order.max(initial=0) < (1 << 32) and r.order.min(initial=0) >= 0
+        if self._by_page is None and r.gpa.max(initial=0) < (1 << 44) and small:
+            self._by_page = np.argsort(((r.gpa >> 12) << 32) | r.order, kind="stable")
+        return self._by_page
+
+    def _holding_of(self, run: PolicyRun) -> tuple[np.ndarray, np.ndarray]:
         r = self.requests
         if r is None or not len(r):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         applied = (run.outcome == int(Outcome.APPLIED)) | (
             run.outcome == int(Outcome.DEFERRED_APPLIED)
         )
-        start = np.where(
-            run.outcome == int(Outcome.DEFERRED_APPLIED), self._end_of(r.order), r.order
-        )
+        deferred = run.outcome == int(Outcome.DEFERRED_APPLIED)
+        start = np.where(deferred, self._end_of(r.order), r.order) if deferred.any() else r.order
         # a page stops being reclaimed at its next deflate or next applied inflate
-        ev = np.flatnonzero(applied | (r.direction == balloon.DEFLATE))
-        if r.gpa.max(initial=0) < (1 << 44) and start[ev].max(initial=0) < (1 << 32):
-            srt = ev[np.argsort(((r.gpa[ev] >> 12) << 32) | start[ev], kind="stable")]
+        held = applied | (r.direction == balloon.DEFLATE)
+        by_page = None if deferred.any() else self._requests_by_page()
+        if by_page is not None:  # start is the order: the shared sort, restricted
+            srt = by_page[held[by_page]]
         else:
-            srt = ev[np.lexsort((start[ev], r.gpa[ev]))]
+            ev = np.flatnonzero(held)
+            if r.gpa.max(initial=0) < (1 << 44) and start[ev].max(initial=0) < (1 << 32):
+                srt = ev[np.argsort(((r.gpa[ev] >> 12) << 32) | start[ev], kind="stable")]
+            else:
+                srt = ev[np.lexsort((start[ev], r.gpa[ev]))]
         stop = np.full(len(r), BIG, np.int64)
-        same = r.gpa[srt][1:] == r.gpa[srt][:-1]
+        g = r.gpa[srt]
+        same = g[1:] == g[:-1]
         stop[srt[:-1][same]] = start[srt[1:][same]]
         end = np.minimum(stop, run.refill_at)
         return start[applied], end[applied]
