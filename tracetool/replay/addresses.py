@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow.compute as pc
 
 from tracetool.errors import UsageError
+from tracetool.replay import _rows
+from tracetool.replay.columns import Columns
 from tracetool.trace import Trace
 
 KIB4 = 4096
@@ -222,9 +224,14 @@ def _col(t, name):
 
 
 def learn(
-    trace: Trace, memory_map: str | None = None, host_page_size: int | None = None, mig_of=None
+    trace: Trace,
+    memory_map: str | None = None,
+    host_page_size: int | None = None,
+    mig_of=None,
+    cols: Columns | None = None,
 ) -> AddressMap:
     """Build the address map of a trace (see the module docstring)."""
+    cols = cols or Columns(trace)
     amap = AddressMap(mig_of=mig_of)
     # 1. Block ranges.
     for ev in RANGE_EVENTS:
@@ -262,8 +269,10 @@ def learn(
     if not host_page_size:
         _detect_page_sizes(trace, amap)
     # 3. Bases from faults and precopy loads (checks, or learning when no range event).
-    _check_bases(trace, amap, "postcopy_ram_fault_thread_request", "ramblock", "hostaddr", "offset")
-    _check_bases(trace, amap, "ram_load_loop", "rbname", "host", "addr")
+    _check_bases(
+        trace, cols, amap, "postcopy_ram_fault_thread_request", "ramblock", "hostaddr", "offset"
+    )
+    _check_bases(trace, cols, amap, "ram_load_loop", "rbname", "host", "addr")
     # 4. Guest-physical map.
     if memory_map:
         amap.gpa_ranges = parse_memory_map(memory_map)
@@ -299,37 +308,55 @@ def _detect_page_sizes(trace: Trace, amap: AddressMap) -> None:
 
 
 def _check_bases(
-    trace: Trace, amap: AddressMap, ev: str, name_col: str, hva_col: str, off_col: str
+    trace: Trace,
+    cols: Columns,
+    amap: AddressMap,
+    ev: str,
+    name_col: str,
+    hva_col: str,
+    off_col: str,
 ) -> None:
     if ev not in trace:
         return
     t = trace.table(ev)
     if not {name_col, hva_col, off_col} <= set(t.column_names) or t.num_rows == 0:
         return
-    names = t[name_col]
-    diff = (_col(t, hva_col).astype(np.uint64) - _col(t, off_col).astype(np.uint64)).astype(
-        np.uint64
-    )
-    for name in pc.unique(names).to_pylist():
+    hva, off = cols.i64(ev, hva_col), cols.i64(ev, off_col)
+    values, codes = cols.names(ev, name_col)
+    one = codes is None and not (amap.mig_of is not None and amap.per_migration())
+    # HVA - offset, wrapping like uint64 arithmetic (one block, one base: a compiled pass)
+    diff = None if one else (hva - off).view(np.uint64)
+    for code, name in enumerate(values):
         if name is None:
             continue
         b = amap.block(name)
-        mask = pc.equal(names, name).to_numpy(zero_copy_only=False)
-        d = diff[mask]
-        base = int(d.min())
+        mask = None if codes is None else codes == code
+        d = diff if mask is None else diff[mask]
+        base = _rows.base_check(hva, off) if one else int(d.min())
         base -= base % b.page_size
         if b.hva is None:
             b.hva, b.hva_evidence = base, f"{ev} (HVA - offset)"
             amap.notes.append(f"{name}: HVA base {hex(base)} learned from {ev}")
             continue
-        expect = np.full(len(d), b.hva, np.int64)
+        ps = np.uint64(b.page_size)
         if amap.mig_of is not None and amap.per_migration():
-            mig = amap.mig_of(_col(t, "line")[mask])
+            lines = cols.get(ev, "line")
+            mig = amap.mig_of(lines if mask is None else lines[mask])
+            expect = np.full(len(d), b.hva, np.int64)
             for m in np.unique(mig):
                 expect[mig == m] = amap.base_of(name, int(m)) or b.hva
-        e = expect.astype(np.uint64)
-        bad = int(np.count_nonzero((d < e) | (d >= e + np.uint64(b.page_size))))
+            e = expect.astype(np.uint64)
+            bad = int(np.count_nonzero((d < e) | (d >= e + ps)))
+        elif b.hva < (1 << 64) - b.page_size and one:
+            bad = _rows.outside(hva, off, b.hva, b.page_size)
+        elif b.hva < (1 << 64) - b.page_size:  # one base: d - e wraps below e
+            bad = int(np.count_nonzero((d - np.uint64(b.hva)) >= ps))
+        else:
+            d = (hva - off).view(np.uint64) if d is None else d
+            e = np.uint64(b.hva)
+            bad = int(np.count_nonzero((d < e) | (d >= e + ps)))
         if bad:
             amap.disagreements.append(
-                f"{ev}: {bad} of {len(d)} records of {name} put its base elsewhere than {hex(b.hva)}"
+                f"{ev}: {bad} of {len(hva) if d is None else len(d)} records of {name} put its base "
+                f"elsewhere than {hex(b.hva)}"
             )

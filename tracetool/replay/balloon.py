@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from tracetool.replay.columns import Columns
 from tracetool.trace import Trace
 
 INFLATE, DEFLATE, UNRESOLVED = 1, -1, 0
@@ -46,10 +47,11 @@ class Requests:
 class ThreadOrder:
     """Events sorted by (thread, line): what comes next on the same thread."""
 
-    def __init__(self, trace: Trace) -> None:
+    def __init__(self, trace: Trace, cols: Columns | None = None) -> None:
+        cols = cols or Columns(trace)
         ev = trace.events
-        self.tid = ev["tid"].fill_null(-1).to_numpy().astype(np.int64)
-        self.line = ev["line"].to_numpy()
+        self.tid = cols.tid()
+        self.line = cols.get(None, "line")
         col = ev["event"]
         names = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
         self.name_id = {n: i for i, n in enumerate(names)}
@@ -61,8 +63,6 @@ class ThreadOrder:
         self.key = self.tid * _SHIFT + self.line
         self.sort = np.argsort(self.key, kind="stable")
         self.sorted_key = self.key[self.sort]
-        self.pos_by_row = np.empty(len(self.sort), np.int64)
-        self.pos_by_row[self.sort] = np.arange(len(self.sort))
 
     def next_event(self, tids: np.ndarray, lines: np.ndarray) -> np.ndarray:
         """Event-name id of the next line on the same thread after each (tid, line); -1 if none."""

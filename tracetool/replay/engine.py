@@ -13,6 +13,7 @@ import numpy as np
 
 from analyses import qemu_version
 from tracetool.replay import addresses, balloon, kernels, pages, windows
+from tracetool.replay.columns import Columns
 from tracetool.replay.model import ALL_POLICIES, CONFLICT_CODES, Kind, Outcome, Policy, State
 from tracetool.replay.pages import PAGE_SHIFT
 from tracetool.replay.result import PolicyRun, ReplayResult
@@ -110,8 +111,9 @@ def _outcomes(
 
 def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     opts = options or ReplayOptions()
-    order = windows.Order(trace)
-    ws = windows.find_windows(trace, order)
+    cols = Columns(trace)  # numpy columns shared by the steps (each converted once)
+    order = windows.Order(trace, cols)
+    ws = windows.find_windows(trace, order, cols)
     advise = np.array([w.ord["advise"] for w in ws], np.int64)
 
     def mig_of_lines(lines: np.ndarray) -> np.ndarray:
@@ -119,10 +121,10 @@ def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
             return np.zeros(len(lines), np.int64)
         return np.searchsorted(advise, order.of_lines(lines), side="right") - 1  # -1: before
 
-    amap = addresses.learn(trace, opts.memory_map, opts.host_page_size, mig_of_lines)
-    threads = balloon.ThreadOrder(trace)
+    amap = addresses.learn(trace, opts.memory_map, opts.host_page_size, mig_of_lines, cols)
+    threads = balloon.ThreadOrder(trace, cols)
     reqs = balloon.resolve(trace, order.of_lines, threads)
-    pe, info = pages.build(trace, amap, order, ws, reqs, threads)
+    pe, info = pages.build(trace, amap, order, ws, reqs, threads, cols)
     n_req = len(reqs) if reqs is not None else 0
     if n_req and reqs.discard_traced:
         _unknown_on_large_pages(reqs, pe, amap)

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from tracetool.replay import _rows
 from tracetool.replay.addresses import AddressMap
 from tracetool.replay.balloon import DEFLATE, INFLATE, Requests, ThreadOrder
+from tracetool.replay.columns import Columns
 from tracetool.replay.model import Kind
 from tracetool.replay.windows import Order, Window
 from tracetool.trace import Trace
@@ -47,7 +49,7 @@ class _Builder:
             return
         self.parts.append(
             {
-                "block": np.asarray(block, np.int64),
+                "block": np.broadcast_to(np.asarray(block, np.int64), (n,)),
                 "pidx": np.asarray(page, np.int64),
                 "order": np.asarray(order, np.int64),
                 "kind": np.full(n, int(kind), np.int8),
@@ -110,6 +112,90 @@ def _check_observed(trace, threads, requests, blk, off, base) -> int:
     return int(bad.sum())
 
 
+class _Universe:
+    """The tracked host pages (sorted page keys) with a membership test and their ranks.
+
+    When every page index is small enough (the usual case: a block's pages), membership and
+    rank are a bitmap and a prefix count over the blocks' page spaces (no sort, no search);
+    otherwise a sorted array and ``searchsorted``."""
+
+    MAX_BITS = 1 << 28
+
+    def __init__(self, block: np.ndarray, pidx: np.ndarray) -> None:
+        self.bitmap = None
+        if len(block) and block.min() >= 0 and pidx.min() >= 0:
+            n_blocks = int(block.max()) + 1
+            limit = np.zeros(n_blocks, np.int64)
+            np.maximum.at(limit, block, pidx + 1)
+            if limit.sum() <= self.MAX_BITS:
+                base = np.zeros(n_blocks + 1, np.int64)
+                base[1:] = np.cumsum(limit)
+                bits = np.zeros(int(base[-1]) + 1, bool)  # + one False: "not a page"
+                bits[base[block] + pidx] = True
+                pos = np.flatnonzero(bits)
+                u_blk = np.searchsorted(base, pos, side="right") - 1
+                self.keys = u_blk * PAGE_SHIFT + (pos - base[u_blk])
+                self.bitmap, self.limit, self.base = bits, limit, base
+                self.n_blocks = n_blocks
+                return
+        keys = block * PAGE_SHIFT + pidx
+        self.keys = np.unique(keys) if len(keys) else np.zeros(0, np.int64)
+        # Membership of (block, page) in the universe: one bitmap per block, a gather per lookup.
+        u_blk = self.keys // PAGE_SHIFT
+        u_pidx = self.keys % PAGE_SHIFT
+        n_blocks = int(u_blk.max()) + 1 if len(self.keys) else 0
+        limit = np.zeros(n_blocks, np.int64)
+        base_of = np.zeros(n_blocks, np.int64)
+        if len(self.keys):
+            np.maximum.at(limit, u_blk, u_pidx + 1)
+            base_of[1:] = np.cumsum(limit)[:-1]
+        bitmap = np.zeros(int(limit.sum()), bool)
+        bitmap[base_of[u_blk] + u_pidx] = True
+        self._slow = (n_blocks, limit, base_of, bitmap)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def contains(self, block, pidx: np.ndarray) -> np.ndarray:
+        """Whether each (block, page index) is a tracked page (``block`` may be one int)."""
+        if self.bitmap is None:
+            n_blocks, limit, base_of, bitmap = self._slow
+            block = np.broadcast_to(np.asarray(block, np.int64), pidx.shape)
+            ok = (block >= 0) & (block < n_blocks) & (pidx >= 0)
+            ok[ok] &= pidx[ok] < limit[block[ok]]
+            out = np.zeros(len(block), bool)
+            out[ok] = bitmap[base_of[block[ok]] + pidx[ok]]
+            return out
+        sentinel = len(self.bitmap) - 1
+        if np.ndim(block) == 0:
+            b = int(block)
+            if not 0 <= b < self.n_blocks:
+                return np.zeros(len(pidx), bool)
+            ok = pidx.view(np.uint64) < np.uint64(self.limit[b])  # negative: not a page
+            return self.bitmap[np.where(ok, pidx + self.base[b], sentinel)]
+        known = (block >= 0) & (block < self.n_blocks)
+        b = np.where(known, block, 0)
+        ok = known & (pidx.view(np.uint64) < self.limit[b].view(np.uint64))
+        return self.bitmap[np.where(ok, pidx + self.base[b], sentinel)]
+
+    def rank(self, block: np.ndarray, pidx: np.ndarray) -> np.ndarray:
+        """Position in ``keys`` of tracked pages."""
+        if self.bitmap is None:
+            return np.searchsorted(self.keys, block * PAGE_SHIFT + pidx)
+        if not hasattr(self, "_rank"):
+            self._rank = np.cumsum(self.bitmap, dtype=np.int64) - 1
+        return self._rank[self.base[block] + pidx]
+
+
+def _block_ids(amap: AddressMap, cols: Columns, ev: str, col: str) -> np.ndarray | int:
+    """Block id of each row's name column; one int when the column holds a single name."""
+    values, codes = cols.names(ev, col)
+    if codes is None:
+        return amap.block(values[0]).id if values else -1
+    ids = np.array([amap.block(v).id for v in values] + [-1], np.int64)
+    return ids[codes]
+
+
 def build(
     trace: Trace,
     amap: AddressMap,
@@ -117,15 +203,22 @@ def build(
     windows: list[Window],
     requests: Requests | None,
     threads: ThreadOrder,
+    cols: Columns | None = None,
 ) -> tuple[PageEvents, dict]:
     """Page events of the trace, and counts of what could not be placed on a page."""
+    cols = cols or Columns(trace)
     sizes = amap.page_sizes
     b = _Builder()
     info = {"unmapped_balloon_pages": 0, "unplaced_receives": 0}
 
-    def page_of(block: np.ndarray, offset: np.ndarray) -> np.ndarray:
-        ps = sizes()[np.maximum(block, 0)] if len(amap.blocks) else np.full(len(block), 4096)
-        return offset // ps
+    def page_of(block, offset: np.ndarray) -> np.ndarray:
+        if not len(amap.blocks):
+            return offset // 4096
+        ps = sizes()
+        if len(ps) == 1 or np.ndim(block) == 0:  # one page size
+            p = int(ps[max(int(block), 0)] if np.ndim(block) == 0 else ps[0])
+            return offset >> (p.bit_length() - 1) if p & (p - 1) == 0 else offset // p
+        return offset // ps[np.maximum(block, 0)]
 
     # Balloon requests (the 4 KiB page's host page).
     if requests is not None and len(requests):
@@ -151,72 +244,52 @@ def build(
     # Placements. On hugetlbfs QEMU places a zero page by copying one: postcopy_place_page_zero
     # then postcopy_place_page of the same address on the same thread is ONE placement.
     companion = _zero_page_companions(trace, threads)
+    place_tids = []
     for ev in ("postcopy_place_page", "postcopy_place_page_zero"):
         if ev in trace:
-            t = trace.table(ev)
-            hva = _np(t, "host_addr").astype(np.int64)
-            blk, off = amap.hva_to_block(hva, _np(t, "line"))
+            line = cols.get(ev, "line")
+            hva = cols.i64(ev, "host_addr")
+            blk, off = amap.hva_to_block(hva, line)
             ok = blk >= 0
             if ev == "postcopy_place_page" and len(companion):
-                ok &= ~np.isin(_np(t, "line"), companion)
-            b.add(Kind.PLACE, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(_np(t, "line")[ok]),
-                  _np(t, "line")[ok], off[ok], hva[ok])  # fmt: skip
+                ok &= ~np.isin(line, companion)
+            b.add(Kind.PLACE, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(line[ok]),
+                  line[ok], off[ok], hva[ok])  # fmt: skip
+            if ok.any():
+                place_tids.append(cols.tid(ev)[ok])
 
     # Faults: the fault thread's request (else the page request list of QEMU >= 5.2).
     if "postcopy_ram_fault_thread_request" in trace:
-        t = trace.table("postcopy_ram_fault_thread_request")
-        blk = amap.block_ids(t["ramblock"])
-        off = _np(t, "offset").astype(np.int64)
-        b.add(Kind.FAULT, blk, page_of(blk, off), order.of_lines(_np(t, "line")), _np(t, "line"), off,
-              _np(t, "hostaddr").astype(np.int64))  # fmt: skip
+        ev = "postcopy_ram_fault_thread_request"
+        line = cols.get(ev, "line")
+        blk = amap.block_ids(trace.table(ev)["ramblock"])
+        off = cols.i64(ev, "offset")
+        b.add(Kind.FAULT, blk, page_of(blk, off), order.of_lines(line), line, off,
+              cols.i64(ev, "hostaddr"))  # fmt: skip
     elif "postcopy_page_req_add" in trace:
-        t = trace.table("postcopy_page_req_add")
-        hva = _np(t, "addr").astype(np.int64)
-        blk, off = amap.hva_to_block(hva, _np(t, "line"))
+        ev = "postcopy_page_req_add"
+        line = cols.get(ev, "line")
+        hva = cols.i64(ev, "addr")
+        blk, off = amap.hva_to_block(hva, line)
         ok = blk >= 0
-        b.add(Kind.FAULT, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(_np(t, "line")[ok]),
-              _np(t, "line")[ok], off[ok], hva[ok])  # fmt: skip
+        b.add(Kind.FAULT, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(line[ok]),
+              line[ok], off[ok], hva[ok])  # fmt: skip
 
     seed = b.concat()
-    universe = (
-        np.unique(seed["block"] * PAGE_SHIFT + seed["pidx"])
-        if len(seed["block"])
-        else np.zeros(0, np.int64)
-    )
-
-    # Membership of (block, page) in the universe: one bitmap per block, a gather per lookup.
-    u_blk = universe // PAGE_SHIFT
-    u_pidx = universe % PAGE_SHIFT
-    n_blocks = int(u_blk.max()) + 1 if len(universe) else 0
-    limit = np.zeros(n_blocks, np.int64)
-    base_of = np.zeros(n_blocks, np.int64)
-    if len(universe):
-        np.maximum.at(limit, u_blk, u_pidx + 1)
-        base_of[1:] = np.cumsum(limit)[:-1]
-    bitmap = np.zeros(int(limit.sum()), bool)
-    bitmap[base_of[u_blk] + u_pidx] = True
-
-    def in_universe(block: np.ndarray, pidx: np.ndarray) -> np.ndarray:
-        ok = (block >= 0) & (block < n_blocks) & (pidx >= 0)
-        ok[ok] &= pidx[ok] < limit[block[ok]]
-        out = np.zeros(len(block), bool)
-        out[ok] = bitmap[base_of[block[ok]] + pidx[ok]]
-        return out
+    universe = _Universe(seed["block"], seed["pidx"])
 
     # Receives: block from the next placement on the same thread (same host page).
     if "ram_load_postcopy_loop" in trace and len(universe):
-        t = trace.table("ram_load_postcopy_loop")
-        tid = t["tid"].fill_null(-1).to_numpy().astype(np.int64)
-        line = _np(t, "line")
-        addr = _np(t, "addr").astype(np.int64)
+        ev = "ram_load_postcopy_loop"
+        tid = cols.tid(ev)
+        line = cols.get(ev, "line")
+        addr = cols.i64(ev, "addr")
         places = [p for p in b.parts if p["kind"][0] == int(Kind.PLACE)]
         if places and trace.events["tid"].null_count < trace.events.num_rows:
             pl_line = np.concatenate([p["line"] for p in places])
             pl_block = np.concatenate([p["block"] for p in places])
             pl_pidx = np.concatenate([p["pidx"] for p in places])
-            row_of_line = np.full(order.by_line.shape[0], -1, np.int64)
-            row_of_line[_np(trace.events, "line")] = np.arange(trace.events.num_rows)
-            pl_tid = threads.tid[row_of_line[pl_line]]
+            pl_tid = np.concatenate(place_tids)
             key = pl_tid * (np.int64(1) << np.int64(40)) + pl_line
             srt = np.argsort(key)
             key, pl_block, pl_pidx, pl_tid = key[srt], pl_block[srt], pl_pidx[srt], pl_tid[srt]
@@ -227,43 +300,48 @@ def build(
             pidx = np.where(ok, pl_pidx[np.minimum(pos, len(key) - 1)], -1)
             ok &= page_of(np.maximum(blk, 0), addr) == pidx
             info["unplaced_receives"] = int(np.count_nonzero(~ok))
-            sel = ok & in_universe(blk, pidx)
+            sel = ok & universe.contains(blk, pidx)
             b.add(
                 Kind.RECEIVE, blk[sel], pidx[sel], order.of_lines(line[sel]), line[sel], addr[sel]
             )
 
-    # Precopy loads.
+    # Precopy loads: usually most of the trace's lines, so only the tracked pages' are kept.
     if "ram_load_loop" in trace and len(universe):
-        t = trace.table("ram_load_loop")
-        blk = amap.block_ids(t["rbname"])
-        off = _np(t, "addr").astype(np.int64)
-        pidx = page_of(blk, off)
-        sel = in_universe(blk, pidx)
-        b.add(
-            Kind.LOAD,
-            blk[sel],
-            pidx[sel],
-            order.of_lines(_np(t, "line")[sel]),
-            _np(t, "line")[sel],
-            off[sel],
-        )
+        ev = "ram_load_loop"
+        blk = _block_ids(amap, cols, ev, "rbname")
+        off = cols.i64(ev, "addr")
+        size = int(sizes()[max(blk, 0)]) if np.ndim(blk) == 0 and len(amap.blocks) else 0
+        if size and size & (size - 1) == 0 and universe.bitmap is not None:  # one pass
+            sel, pidx = np.zeros(0, np.int64), np.zeros(0, np.int64)
+            if 0 <= blk < universe.n_blocks:
+                lim, base = int(universe.limit[blk]), int(universe.base[blk])
+                sel, pidx = _rows.tracked(off, size.bit_length() - 1, lim, base, universe.bitmap)
+        else:
+            pidx = page_of(blk, off)
+            sel = np.flatnonzero(universe.contains(blk, pidx))
+            pidx = pidx[sel]
+        line = cols.get(ev, "line")[sel]
+        blk = blk if np.ndim(blk) == 0 else blk[sel]
+        b.add(Kind.LOAD, blk, pidx, order.of_lines(line), line, off[sel])
+
+    keys = universe.keys
 
     # Range events expanded onto the universe: migration discards and ADVISE resets.
     def expand(kind: Kind, block, p0, p1, ords, lines) -> None:
-        if not len(universe) or not len(block):
+        if not len(keys) or not len(block):
             return
-        lo = np.searchsorted(universe, block * PAGE_SHIFT + p0)
-        hi = np.searchsorted(universe, block * PAGE_SHIFT + p1)
+        lo = np.searchsorted(keys, block * PAGE_SHIFT + p0)
+        hi = np.searchsorted(keys, block * PAGE_SHIFT + p1)
         cnt = np.maximum(hi - lo, 0)
         if not cnt.sum():
             return
         rep = np.repeat(np.arange(len(block)), cnt)
         pos = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
-        keys = universe[pos]
-        blk, pidx = keys // PAGE_SHIFT, keys % PAGE_SHIFT
+        k = keys[pos]
+        blk, pidx = k // PAGE_SHIFT, k % PAGE_SHIFT
         b.add(kind, blk, pidx, ords[rep], lines[rep], pidx * sizes()[blk])
 
-    if "ram_discard_range" in trace and len(universe):
+    if "ram_discard_range" in trace and len(keys):
         t = trace.table("ram_discard_range")
         blk = amap.block_ids(t["rbname"])
         start = _np(t, "start").astype(np.int64)
@@ -272,10 +350,10 @@ def build(
         ok = blk >= 0
         expand(Kind.MIG_DISCARD, blk[ok], (start // ps)[ok], (-(-(start + length) // ps))[ok],
                order.of_lines(_np(t, "line")[ok]), _np(t, "line")[ok])  # fmt: skip
-    if len(universe):
+    if len(keys):
         for w in windows:
             ords = np.full(1, w.ord["advise"], np.int64)
-            for bid in np.unique(universe // PAGE_SHIFT):
+            for bid in np.unique(keys // PAGE_SHIFT):
                 line = np.array([order.line_of(w.ord["advise"])], np.int64)
                 expand(
                     Kind.RESET,
@@ -286,26 +364,36 @@ def build(
                     line,
                 )
 
-    cols = b.concat()
-    key = cols["block"] * PAGE_SHIFT + cols["pidx"]
+    c = b.concat()
     # (page, order, kind) as one packed key: dense page rank, order, kind (one radix sort)
-    rank = np.searchsorted(universe, key) if len(universe) else np.zeros(len(key), np.int64)
-    if len(universe) < (1 << 27) and (cols["order"].max(initial=0) < (1 << 32)):
-        packed = (
-            (rank << np.int64(36)) | (cols["order"] << np.int64(4)) | cols["kind"].astype(np.int64)
-        )
+    rank = universe.rank(c["block"], c["pidx"]) if len(keys) else np.zeros(len(c["kind"]), np.int64)
+    if (
+        len(keys) < (1 << 27)
+        and (c["order"].max(initial=0) < (1 << 32))
+        and c["order"].min(initial=0) >= 0
+    ):
+        packed = (rank << np.int64(36)) | (c["order"] << np.int64(4)) | c["kind"].astype(np.int64)
         srt = np.argsort(packed, kind="stable")
+        packed = packed[srt]
+        ords = (packed >> np.int64(4)) & np.int64((1 << 32) - 1)
+        kind = (packed & np.int64(15)).astype(np.int8)
+        page = (
+            keys[packed >> np.int64(36)]
+            if len(keys)
+            else c["block"][srt] * PAGE_SHIFT + c["pidx"][srt]
+        )
     else:
-        srt = np.lexsort((cols["kind"], cols["order"], key))
+        key = c["block"] * PAGE_SHIFT + c["pidx"]
+        srt = np.lexsort((c["kind"], c["order"], key))
+        ords, kind, page = c["order"][srt], c["kind"][srt], key[srt]
     ts_sorted = order.ts_sorted
-    ords = cols["order"][srt]
     ts = (
         ts_sorted[np.clip(ords, 0, len(ts_sorted) - 1)]
         if ts_sorted is not None and len(ts_sorted)
         else np.zeros(len(ords), np.int64)
     )
     pe = PageEvents(
-        page=key[srt], order=ords, kind=cols["kind"][srt], req=cols["req"][srt], line=cols["line"][srt],
-        ts=ts.astype(np.int64), offset=cols["offset"][srt], hva=cols["hva"][srt],
+        page=page, order=ords, kind=kind, req=c["req"][srt], line=c["line"][srt],
+        ts=ts.astype(np.int64, copy=False), offset=c["offset"][srt], hva=c["hva"][srt],
     )  # fmt: skip
     return pe, info

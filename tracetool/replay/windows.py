@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from tracetool.enums import migration_state
+from tracetool.replay.columns import Columns
 from tracetool.trace import Trace
 
 MARKERS = ("advise", "discard", "listen", "run", "end", "state_end", "cleanup")
@@ -37,26 +38,50 @@ class Window:
 
 
 class Order:
-    """Position of every event line in time-then-trace order (``order[line]``)."""
+    """Position of every event line in time-then-trace order (``order[line]``).
 
-    def __init__(self, trace: Trace) -> None:
-        ev = trace.events
-        lines = ev["line"].to_numpy()
-        ts = ev["ts_ns"]
+    A log written in time order (lines increasing, timestamps non-decreasing) is already in
+    that order: no sort, and ``of_lines`` is a subtraction when its lines have no gaps."""
+
+    def __init__(self, trace: Trace, cols: Columns | None = None) -> None:
+        cols = cols or Columns(trace)
+        lines = cols.get(None, "line")
+        ts = trace.events["ts_ns"]
         self.n = len(lines)
-        if self.n and ts.null_count == 0:
-            tsv = ts.to_numpy()
+        tsv = cols.get(None, "ts_ns") if self.n and ts.null_count == 0 else None
+        increasing = self.n < 2 or bool(np.all(lines[1:] > lines[:-1]))
+        if tsv is not None and not (increasing and bool(np.all(tsv[1:] >= tsv[:-1]))):
             rank_rows = np.lexsort((lines, tsv))
-        else:  # no (or partial) timestamps: trace order
-            tsv = None
-            rank_rows = np.arange(self.n)
-        self.by_line = np.full(int(lines.max()) + 2 if self.n else 1, -1, np.int64)
-        self.by_line[lines[rank_rows]] = np.arange(self.n, dtype=np.int64)
-        self.ts_sorted = tsv[rank_rows] if tsv is not None else None
-        self.lines_sorted = lines[rank_rows]
+            self.ts_sorted = tsv[rank_rows]
+            self.lines_sorted = lines[rank_rows]
+        else:  # already in order (or no timestamps: trace order)
+            rank_rows = None
+            self.ts_sorted = tsv
+            self.lines_sorted = lines
+        self._rank_rows = rank_rows
+        self._by_line: np.ndarray | None = None
+        self._first = int(lines[0]) if self.n else 0
+        self._contiguous = (
+            rank_rows is None
+            and increasing
+            and self.n > 0
+            and int(lines[-1]) - self._first == self.n - 1
+        )
         self.last_ts = int(tsv.max()) if tsv is not None and self.n else None
 
+    @property
+    def by_line(self) -> np.ndarray:
+        """Order of each line number (-1: not an event line)."""
+        if self._by_line is None:
+            lines = self.lines_sorted
+            by_line = np.full(int(lines.max()) + 2 if self.n else 1, -1, np.int64)
+            by_line[lines] = np.arange(self.n, dtype=np.int64)
+            self._by_line = by_line
+        return self._by_line
+
     def of_lines(self, lines: np.ndarray) -> np.ndarray:
+        if self._contiguous:
+            return np.asarray(lines, np.int64) - self._first
         return self.by_line[lines]
 
     def line_of(self, order: int) -> int:
@@ -84,7 +109,8 @@ def _first_in(orders: np.ndarray, lo: int, hi: int) -> int | None:
     return int(orders[i]) if i < len(orders) and orders[i] < hi else None
 
 
-def find_windows(trace: Trace, order: Order) -> list[Window]:
+def find_windows(trace: Trace, order: Order, cols: Columns | None = None) -> list[Window]:
+    cols = cols or Columns(trace)
     advise, _ = _marker(trace, order, "loadvm_postcopy_handle_advise")
     discard, _ = _marker(trace, order, "loadvm_postcopy_ram_handle_discard")
     listen, listen_tid = _marker(trace, order, "loadvm_postcopy_handle_listen")
@@ -144,7 +170,7 @@ def find_windows(trace: Trace, order: Order) -> list[Window]:
             k = np.searchsorted(lt_start, li, side="left")
             li_tid = listen_tid[np.searchsorted(listen, li)] if len(listen) else -1
             if k < len(lt_start) and lt_start[k] < hi and lt_tid[k] >= 0 and lt_tid[k] != li_tid:
-                se = _last_line_of_tid(trace, order, int(lt_tid[k]), li, hi)
+                se = _last_line_of_tid(cols, order, int(lt_tid[k]), li, hi)
             if se is None:
                 c = _first_in(completed, li, hi)
                 se = c if c is not None else w.ord["end"]
@@ -162,12 +188,11 @@ def find_windows(trace: Trace, order: Order) -> list[Window]:
     return windows
 
 
-def _last_line_of_tid(trace: Trace, order: Order, tid: int, lo: int, hi: int) -> int | None:
-    ev = trace.events
-    tids = ev["tid"].fill_null(-1).to_numpy()
-    o = order.of_lines(ev["line"].to_numpy())
-    m = (tids == tid) & (o >= lo) & (o < hi)
-    return int(o[m].max()) if m.any() else None
+def _last_line_of_tid(cols: Columns, order: Order, tid: int, lo: int, hi: int) -> int | None:
+    lines = cols.get(None, "line")[cols.tid() == tid]
+    o = order.of_lines(lines)
+    o = o[(o >= lo) & (o < hi)]
+    return int(o.max()) if len(o) else None
 
 
 def windows_table(windows: list[Window]) -> pa.Table:
