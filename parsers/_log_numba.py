@@ -179,11 +179,14 @@ def _names(ctx: LogContext) -> _Names:
 
 
 def _scratch(ctx: LogContext, n: int, ncols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Argument value buffers reused across blocks (no fresh pages per block)."""
+    """Argument buffers reused across blocks (no fresh pages per block): values, string
+    starts, string ends. A column is either a number or a text range, so values and starts
+    share one array (one block's argument scratch is a third smaller)."""
     got = getattr(ctx, "_numba_scratch", None)
     if got is None or got[0].shape[0] < n or got[0].shape[1] < ncols:
         rows = max(n, got[0].shape[0] if got else 0)
-        got = tuple(np.empty((rows, ncols), np.int64) for _ in range(3))
+        vals = np.empty((rows, ncols), np.int64)
+        got = (vals, vals, np.empty((rows, ncols), np.int64))
         ctx._numba_scratch = got  # type: ignore[attr-defined]
     return got
 
