@@ -300,7 +300,8 @@ def measure(kind: str, path: Path, cpu: int, env: dict | None = None, repeat: in
     """The figures of the median (by time) of `repeat` child runs of one measurement."""
     argv = [sys.executable, __file__, "--child", kind, "--input", str(path)]
     runs = [json.loads(run(argv, cpu, env)[2].strip().splitlines()[-1]) for _ in range(repeat)]
-    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    median = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    return {**median, "runs": [(r["seconds"], r["maxrss_mb"]) for r in runs]}
 
 
 def convert(src: Path, out: Path, cpu: int, repeat: int) -> dict:
@@ -434,6 +435,9 @@ def main() -> None:
         "warm_start_s": warm["warm_s"],
         "baseline": base,
         "numba_whole": full,
+        "runs": {
+            r["run"]: m.get("runs") for r, m in zip(rows[1:4], (arrow, same, full), strict=True)
+        },
     }
     results["checks"] = checks(results)
     report(results)
@@ -495,6 +499,11 @@ def report(res: dict) -> None:
         f"{full['import_rss_mb']:.0f} MB, peak {full['maxrss_mb']:.0f} MB, at the end "
         f"{full['rss_end_mb']:.0f} MB; the run saw {full['cpus']} cpu."
     )
+    for r in res["rows"][1:4]:
+        runs = res["runs"].get(r["run"])
+        if runs and len(runs) > 1:
+            each = ", ".join(f"{r['input_mb'] / sec:.0f} MB/s ({rss:.0f} MB)" for sec, rss in runs)
+            print(f"every run of {r['run']}: {each}")
     print(
         f"machine: {m['nproc']} cpus, {m['cpu']}; python {m['python']}, numpy {m['numpy']}, "
         f"pyarrow {m['pyarrow']}, numba {m['numba']}; load average {res['loadavg'][0]:.2f} "
