@@ -19,15 +19,13 @@ if COMPILED:
     def _tracked(off, shift, limit, base, bitmap):  # pragma: no cover - compiled
         n = off.shape[0]
         rows = np.empty(n, np.int64)
-        pidx = np.empty(n, np.int64)
         k = 0
         for i in range(n):
             p = off[i] >> shift
             if p >= 0 and p < limit and bitmap[base + p]:
                 rows[k] = i
-                pidx[k] = p
                 k += 1
-        return rows[:k].copy(), pidx[:k].copy()
+        return rows[:k].copy()
 
     @njit(cache=_numba_setup.CACHE, nogil=True)
     def _diff_min(hva, off):  # pragma: no cover - compiled
@@ -48,28 +46,39 @@ if COMPILED:
 
 
 def tracked(
-    off: np.ndarray, shift: int, limit: int, base: int, bitmap: np.ndarray
+    chunks: list[np.ndarray], shift: int, limit: int, base: int, bitmap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose page ``off >> shift`` is set in ``bitmap[base : base + limit]``, and their
-    pages."""
+    """Rows (over the concatenated ``chunks`` of block offsets) whose page ``off >> shift`` is
+    set in ``bitmap[base : base + limit]``, and their offsets."""
+    rows, offs, start = [], [], 0
+    for off in chunks:  # per parsed block
+        if COMPILED:
+            r = _tracked(off, np.int64(shift), np.int64(limit), np.int64(base), bitmap)
+        else:
+            pidx = off >> shift
+            r = np.flatnonzero(pidx.view(np.uint64) < np.uint64(limit))  # negative: not a page
+            r = r[bitmap[base + pidx[r]]]
+        rows.append(r + start)
+        offs.append(off[r])
+        start += len(off)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(offs)
+
+
+def base_check(hva: list[np.ndarray], off: list[np.ndarray]) -> int:
+    """min(hva - off) over chunks, uint64 arithmetic."""
     if COMPILED:
-        return _tracked(off, np.int64(shift), np.int64(limit), np.int64(base), bitmap)
-    pidx = off >> shift
-    ok = pidx.view(np.uint64) < np.uint64(limit)  # negative: not a page
-    rows = np.flatnonzero(ok)
-    rows = rows[bitmap[base + pidx[rows]]]
-    return rows, pidx[rows]
+        return min(int(_diff_min(h, o)) for h, o in zip(hva, off, strict=True))
+    return min(int((h - o).view(np.uint64).min()) for h, o in zip(hva, off, strict=True))
 
 
-def base_check(hva: np.ndarray, off: np.ndarray) -> int:
-    """min(hva - off), uint64 arithmetic."""
-    if COMPILED:
-        return int(_diff_min(hva, off))
-    return int((hva - off).view(np.uint64).min())
-
-
-def outside(hva: np.ndarray, off: np.ndarray, base: int, size: int) -> int:
+def outside(hva: list[np.ndarray], off: list[np.ndarray], base: int, size: int) -> int:
     """Rows whose ``hva - off`` is not in ``[base, base + size)`` (``base + size < 2**64``)."""
     if COMPILED:
-        return int(_outside(hva, off, np.uint64(base), np.uint64(size)))
-    return int(np.count_nonzero((hva - off).view(np.uint64) - np.uint64(base) >= np.uint64(size)))
+        b, s = np.uint64(base), np.uint64(size)
+        return sum(int(_outside(h, o, b, s)) for h, o in zip(hva, off, strict=True))
+    return sum(
+        int(np.count_nonzero((h - o).view(np.uint64) - np.uint64(base) >= np.uint64(size)))
+        for h, o in zip(hva, off, strict=True)
+    )

@@ -321,11 +321,17 @@ def _check_bases(
     t = trace.table(ev)
     if not {name_col, hva_col, off_col} <= set(t.column_names) or t.num_rows == 0:
         return
-    hva, off = cols.i64(ev, hva_col), cols.i64(ev, off_col)
     values, codes = cols.names(ev, name_col)
     one = codes is None and not (amap.mig_of is not None and amap.per_migration())
-    # HVA - offset, wrapping like uint64 arithmetic (one block, one base: a compiled pass)
-    diff = None if one else (hva - off).view(np.uint64)
+    # HVA - offset, wrapping like uint64 arithmetic (one block, one base: a compiled pass per
+    # parsed block, on the table's own buffers)
+    if one:
+        diff = None
+        hva, off = cols.i64_chunks(ev, hva_col), cols.i64_chunks(ev, off_col)
+        if [len(h) for h in hva] != [len(o) for o in off]:
+            hva, off = [cols.i64(ev, hva_col)], [cols.i64(ev, off_col)]
+    else:
+        diff = (cols.i64(ev, hva_col) - cols.i64(ev, off_col)).view(np.uint64)
     for code, name in enumerate(values):
         if name is None:
             continue
@@ -352,11 +358,12 @@ def _check_bases(
         elif b.hva < (1 << 64) - b.page_size:  # one base: d - e wraps below e
             bad = int(np.count_nonzero((d - np.uint64(b.hva)) >= ps))
         else:
-            d = (hva - off).view(np.uint64) if d is None else d
+            if d is None:
+                d = (cols.i64(ev, hva_col) - cols.i64(ev, off_col)).view(np.uint64)
             e = np.uint64(b.hva)
             bad = int(np.count_nonzero((d < e) | (d >= e + ps)))
         if bad:
             amap.disagreements.append(
-                f"{ev}: {bad} of {len(hva) if d is None else len(d)} records of {name} put its base "
+                f"{ev}: {bad} of {t.num_rows if d is None else len(d)} records of {name} put its base "
                 f"elsewhere than {hex(b.hva)}"
             )

@@ -60,9 +60,9 @@ class ThreadOrder:
             if col.num_chunks
             else np.zeros(0, np.int32)
         )
-        self.key = self.tid * _SHIFT + self.line
-        self.sort = np.argsort(self.key, kind="stable")
-        self.sorted_key = self.key[self.sort]
+        key = self.tid * _SHIFT + self.line
+        self.sort = np.argsort(key, kind="stable")
+        self.sorted_key = key[self.sort]
 
     def next_event(self, tids: np.ndarray, lines: np.ndarray) -> np.ndarray:
         """Event-name id of the next line on the same thread after each (tid, line); -1 if none."""

@@ -43,6 +43,21 @@ class Columns:
             self._cache[key] = got
         return got
 
+    def i64_chunks(self, name: str | None, col: str) -> list[np.ndarray]:
+        """An integer column as int64, one array per chunk without copying when no chunk has
+        nulls (else the whole column as one array)."""
+        arr = self._table(name)[col]
+        if arr.null_count or not pa.types.is_integer(arr.type) or arr.type.bit_width != 64:
+            return [self.i64(name, col)]
+        return [c.to_numpy().view(np.int64) for c in arr.chunks if len(c)]
+
+    def take(self, name: str | None, col: str, rows: np.ndarray) -> np.ndarray:
+        """``table[col].to_numpy()[rows]`` without converting the whole column."""
+        got = self._cache.get(("np", name, col))
+        if got is not None:
+            return got[rows]
+        return self._table(name)[col].take(pa.array(rows)).to_numpy(zero_copy_only=False)
+
     def tid(self, name: str | None = None) -> np.ndarray:
         """Thread ids as int64, -1 where null."""
         key = ("tid", name)

@@ -39,6 +39,9 @@ class PageEvents:
         return len(self.page)
 
 
+COLUMNS = ("block", "pidx", "order", "kind", "req", "line", "offset", "hva")
+
+
 class _Builder:
     def __init__(self) -> None:
         self.parts: list[dict[str, np.ndarray]] = []
@@ -60,8 +63,7 @@ class _Builder:
             }
         )
 
-    def concat(self) -> dict[str, np.ndarray]:
-        keys = ("block", "pidx", "order", "kind", "req", "line", "offset", "hva")
+    def concat(self, keys: tuple[str, ...] = COLUMNS) -> dict[str, np.ndarray]:
         if not self.parts:
             return {k: np.zeros(0, np.int8 if k == "kind" else np.int64) for k in keys}
         return {k: np.concatenate([p[k] for p in self.parts]) for k in keys}
@@ -183,7 +185,8 @@ class _Universe:
         if self.bitmap is None:
             return np.searchsorted(self.keys, block * PAGE_SHIFT + pidx)
         if not hasattr(self, "_rank"):
-            self._rank = np.cumsum(self.bitmap, dtype=np.int64) - 1
+            dt = np.int32 if len(self.keys) < (1 << 31) else np.int64
+            self._rank = np.cumsum(self.bitmap, dtype=dt) - dt(1)
         return self._rank[self.base[block] + pidx]
 
 
@@ -275,8 +278,9 @@ def build(
         b.add(Kind.FAULT, blk[ok], page_of(blk[ok], off[ok]), order.of_lines(line[ok]),
               line[ok], off[ok], hva[ok])  # fmt: skip
 
-    seed = b.concat()
+    seed = b.concat(("block", "pidx"))
     universe = _Universe(seed["block"], seed["pidx"])
+    del seed
 
     # Receives: block from the next placement on the same thread (same host page).
     if "ram_load_postcopy_loop" in trace and len(universe):
@@ -309,20 +313,22 @@ def build(
     if "ram_load_loop" in trace and len(universe):
         ev = "ram_load_loop"
         blk = _block_ids(amap, cols, ev, "rbname")
-        off = cols.i64(ev, "addr")
         size = int(sizes()[max(blk, 0)]) if np.ndim(blk) == 0 and len(amap.blocks) else 0
         if size and size & (size - 1) == 0 and universe.bitmap is not None:  # one pass
-            sel, pidx = np.zeros(0, np.int64), np.zeros(0, np.int64)
+            sel, off = np.zeros(0, np.int64), np.zeros(0, np.int64)
             if 0 <= blk < universe.n_blocks:
                 lim, base = int(universe.limit[blk]), int(universe.base[blk])
-                sel, pidx = _rows.tracked(off, size.bit_length() - 1, lim, base, universe.bitmap)
+                chunks = cols.i64_chunks(ev, "addr")
+                sel, off = _rows.tracked(chunks, size.bit_length() - 1, lim, base, universe.bitmap)
+            pidx = off >> (size.bit_length() - 1)
         else:
+            off = cols.i64(ev, "addr")
             pidx = page_of(blk, off)
             sel = np.flatnonzero(universe.contains(blk, pidx))
-            pidx = pidx[sel]
-        line = cols.get(ev, "line")[sel]
+            pidx, off = pidx[sel], off[sel]
+        line = cols.take(ev, "line", sel)
         blk = blk if np.ndim(blk) == 0 else blk[sel]
-        b.add(Kind.LOAD, blk, pidx, order.of_lines(line), line, off[sel])
+        b.add(Kind.LOAD, blk, pidx, order.of_lines(line), line, off)
 
     keys = universe.keys
 
@@ -365,23 +371,23 @@ def build(
                 )
 
     c = b.concat()
+    b.parts.clear()
     # (page, order, kind) as one packed key: dense page rank, order, kind (one radix sort)
-    rank = universe.rank(c["block"], c["pidx"]) if len(keys) else np.zeros(len(c["kind"]), np.int64)
-    if (
-        len(keys) < (1 << 27)
-        and (c["order"].max(initial=0) < (1 << 32))
-        and c["order"].min(initial=0) >= 0
-    ):
-        packed = (rank << np.int64(36)) | (c["order"] << np.int64(4)) | c["kind"].astype(np.int64)
+    small = c["order"].max(initial=0) < (1 << 32) and c["order"].min(initial=0) >= 0
+    if len(keys) < (1 << 27) and small:
+        rank = universe.rank(c.pop("block"), c.pop("pidx")) if len(keys) else None
+        packed = c.pop("order") << np.int64(4)
+        packed |= c.pop("kind")
+        if rank is not None:
+            packed |= rank.astype(np.int64) << np.int64(36)
+        del rank
         srt = np.argsort(packed, kind="stable")
         packed = packed[srt]
-        ords = (packed >> np.int64(4)) & np.int64((1 << 32) - 1)
         kind = (packed & np.int64(15)).astype(np.int8)
-        page = (
-            keys[packed >> np.int64(36)]
-            if len(keys)
-            else c["block"][srt] * PAGE_SHIFT + c["pidx"][srt]
-        )
+        page = keys[packed >> np.int64(36)] if len(keys) else np.zeros(len(packed), np.int64)
+        ords = packed >> np.int64(4)
+        ords &= np.int64((1 << 32) - 1)
+        del packed
     else:
         key = c["block"] * PAGE_SHIFT + c["pidx"]
         srt = np.lexsort((c["kind"], c["order"], key))
