@@ -55,18 +55,35 @@ class _Builder:
                 "block": np.broadcast_to(np.asarray(block, np.int64), (n,)),
                 "pidx": np.asarray(page, np.int64),
                 "order": np.asarray(order, np.int64),
-                "kind": np.full(n, int(kind), np.int8),
-                "req": np.full(n, -1, np.int64) if req is None else np.asarray(req, np.int64),
+                "kind": np.broadcast_to(np.int8(kind), (n,)),
+                "req": _const(-1, n) if req is None else np.asarray(req, np.int64),
                 "line": np.asarray(line, np.int64),
                 "offset": np.asarray(offset, np.int64),
-                "hva": np.zeros(n, np.int64) if hva is None else np.asarray(hva, np.int64),
+                "hva": _const(0, n) if hva is None else np.asarray(hva, np.int64),
             }
         )
+
+    def scatter(self, key: str, to: np.ndarray) -> np.ndarray:
+        """Column ``key`` of the concatenated parts, row ``j`` written at ``to[j]`` (a
+        permutation): the sorted column without concatenating the parts first."""
+        consts = {int(p[key][0]) for p in self.parts if p[key].strides == (0,)}
+        out = np.full(len(to), consts.pop()) if len(consts) == 1 else np.empty(len(to), np.int64)
+        lo = 0
+        for p in self.parts:
+            n = len(p[key])
+            if p[key].strides != (0,) or len(consts):
+                out[to[lo : lo + n]] = p[key]
+            lo += n
+        return out
 
     def concat(self, keys: tuple[str, ...] = COLUMNS) -> dict[str, np.ndarray]:
         if not self.parts:
             return {k: np.zeros(0, np.int8 if k == "kind" else np.int64) for k in keys}
         return {k: np.concatenate([p[k] for p in self.parts]) for k in keys}
+
+
+def _const(value: int, n: int) -> np.ndarray:
+    return np.broadcast_to(np.int64(value), (n,))
 
 
 def _np(t: pa.Table, col: str) -> np.ndarray:
@@ -184,6 +201,8 @@ class _Universe:
         """Position in ``keys`` of tracked pages."""
         if self.bitmap is None:
             return np.searchsorted(self.keys, block * PAGE_SHIFT + pidx)
+        if len(pidx) == 0:
+            return np.zeros(0, np.int64)
         if not hasattr(self, "_rank"):
             dt = np.int32 if len(self.keys) < (1 << 31) else np.int64
             self._rank = np.cumsum(self.bitmap, dtype=dt) - dt(1)
@@ -370,28 +389,37 @@ def build(
                     line,
                 )
 
-    c = b.concat()
-    b.parts.clear()
     # (page, order, kind) as one packed key: dense page rank, order, kind (one radix sort)
-    small = c["order"].max(initial=0) < (1 << 32) and c["order"].min(initial=0) >= 0
+    n = sum(len(p["order"]) for p in b.parts)
+    small = all(p["order"].max() < (1 << 32) and p["order"].min() >= 0 for p in b.parts)
     if len(keys) < (1 << 27) and small:
-        rank = universe.rank(c.pop("block"), c.pop("pidx")) if len(keys) else None
-        packed = c.pop("order") << np.int64(4)
-        packed |= c.pop("kind")
-        if rank is not None:
-            packed |= rank.astype(np.int64) << np.int64(36)
-        del rank
+        packed = np.empty(n, np.int64)
+        lo = 0
+        for p in b.parts:
+            m = len(p["order"])
+            blk = p["block"] if p["block"].strides != (0,) else int(p["block"][0])
+            rank = universe.rank(blk, p["pidx"])
+            dst = packed[lo : lo + m]
+            np.left_shift(rank, np.int64(36), out=dst, dtype=np.int64)
+            dst |= p["order"] << np.int64(4)
+            dst |= p["kind"]
+            lo += m
         srt = np.argsort(packed, kind="stable")
         packed = packed[srt]
         kind = (packed & np.int64(15)).astype(np.int8)
-        page = keys[packed >> np.int64(36)] if len(keys) else np.zeros(len(packed), np.int64)
+        page = keys[packed >> np.int64(36)] if len(keys) else np.zeros(n, np.int64)
         ords = packed >> np.int64(4)
         ords &= np.int64((1 << 32) - 1)
         del packed
+        to = np.empty(n, np.int64)  # where each concatenated row goes
+        to[srt] = np.arange(n, dtype=np.int64)
+        req, line, offset, hva = (b.scatter(k, to) for k in ("req", "line", "offset", "hva"))
     else:
+        c = b.concat()
         key = c["block"] * PAGE_SHIFT + c["pidx"]
         srt = np.lexsort((c["kind"], c["order"], key))
         ords, kind, page = c["order"][srt], c["kind"][srt], key[srt]
+        req, line, offset, hva = (c[k][srt] for k in ("req", "line", "offset", "hva"))
     ts_sorted = order.ts_sorted
     ts = (
         ts_sorted[np.clip(ords, 0, len(ts_sorted) - 1)]
@@ -399,7 +427,7 @@ def build(
         else np.zeros(len(ords), np.int64)
     )
     pe = PageEvents(
-        page=page, order=ords, kind=kind, req=c["req"][srt], line=c["line"][srt],
-        ts=ts.astype(np.int64, copy=False), offset=c["offset"][srt], hva=c["hva"][srt],
+        page=page, order=ords, kind=kind, req=req, line=line,
+        ts=ts.astype(np.int64, copy=False), offset=offset, hva=hva,
     )  # fmt: skip
     return pe, info
