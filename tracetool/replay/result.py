@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from tracetool.replay import balloon
 from tracetool.replay.model import ConflictClass, Outcome, Policy
-from tracetool.replay.pages import PAGE_SHIFT
+from tracetool.replay.pages import PAGE_SHIFT, argsort_keys
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,7 +99,7 @@ class ReplayResult:
         r = self.requests
         small = r.order.max(initial=0) < (1 << 32) and r.order.min(initial=0) >= 0
         if self._by_page is None and r.gpa.max(initial=0) < (1 << 44) and small:
-            self._by_page = np.argsort(((r.gpa >> 12) << 32) | r.order, kind="stable")
+            self._by_page = argsort_keys(((r.gpa >> 12) << 32) | r.order)
         return self._by_page
 
     def _holding_of(self, run: PolicyRun) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +119,7 @@ class ReplayResult:
         else:
             ev = np.flatnonzero(held)
             if r.gpa.max(initial=0) < (1 << 44) and start[ev].max(initial=0) < (1 << 32):
-                srt = ev[np.argsort(((r.gpa[ev] >> 12) << 32) | start[ev], kind="stable")]
+                srt = ev[argsort_keys(((r.gpa[ev] >> 12) << 32) | start[ev])]
             else:
                 srt = ev[np.lexsort((start[ev], r.gpa[ev]))]
         stop = np.full(len(r), BIG, np.int64)
