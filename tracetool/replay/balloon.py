@@ -45,7 +45,11 @@ class Requests:
 
 
 class ThreadOrder:
-    """Events sorted by (thread, line): what comes next on the same thread."""
+    """What comes next on the same thread. A log (lines increasing) answers per queried
+    thread: that thread's rows, a binary search in their lines. Otherwise (or when the queries
+    span many threads) every event is sorted by (thread, line) once."""
+
+    MAX_THREADS = 16  # queried threads answered one by one; more: the full sort
 
     def __init__(self, trace: Trace, cols: Columns | None = None) -> None:
         cols = cols or Columns(trace)
@@ -60,9 +64,32 @@ class ThreadOrder:
             if col.num_chunks
             else np.zeros(0, np.int32)
         )
-        key = self.tid * _SHIFT + self.line
-        self.sort = np.argsort(key, kind="stable")
-        self.sorted_key = key[self.sort]
+        self._increasing = cols.lines_increasing()
+        self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tid -> its rows, lines
+        self._sort: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def sort(self) -> np.ndarray:
+        """Rows by (thread, line)."""
+        return self._sorted()[0]
+
+    @property
+    def sorted_key(self) -> np.ndarray:
+        return self._sorted()[1]
+
+    def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._sort is None:
+            key = self.tid * _SHIFT + self.line
+            srt = np.argsort(key, kind="stable")
+            self._sort = (srt, key[srt])
+        return self._sort
+
+    def _thread(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        got = self._rows.get(tid)
+        if got is None:
+            rows = np.flatnonzero(self.tid == tid)
+            got = self._rows[tid] = (rows, self.line[rows])
+        return got
 
     def next_event(self, tids: np.ndarray, lines: np.ndarray) -> np.ndarray:
         """Event-name id of the next line on the same thread after each (tid, line); -1 if none."""
@@ -71,11 +98,22 @@ class ThreadOrder:
 
     def next_row(self, tids: np.ndarray, lines: np.ndarray) -> np.ndarray:
         """Row (in ``trace.events``) of the next line on the same thread; -1 if none."""
-        key = tids.astype(np.int64) * _SHIFT + lines
-        pos = np.searchsorted(self.sorted_key, key, side="right")
-        out = np.full(len(key), -1, np.int64)
-        ok = pos < len(self.sorted_key)
-        nxt = self.sort[pos[ok]]
+        tids = tids.astype(np.int64, copy=False)
+        out = np.full(len(tids), -1, np.int64)
+        uniq = np.unique(tids)
+        if self._increasing and len(uniq) <= self.MAX_THREADS:
+            for t in uniq.tolist():  # per queried thread
+                rows, t_lines = self._thread(t)
+                q = np.flatnonzero(tids == t) if len(uniq) > 1 else np.arange(len(tids))
+                pos = np.searchsorted(t_lines, lines[q], side="right")
+                ok = pos < len(rows)
+                out[q[ok]] = rows[pos[ok]]
+            return out
+        srt, sorted_key = self._sorted()
+        key = tids * _SHIFT + lines
+        pos = np.searchsorted(sorted_key, key, side="right")
+        ok = pos < len(sorted_key)
+        nxt = srt[pos[ok]]
         same = self.tid[nxt] == tids[ok]
         out[np.flatnonzero(ok)[same]] = nxt[same]
         return out

@@ -43,6 +43,14 @@ class Columns:
             self._cache[key] = got
         return got
 
+    def lines_increasing(self) -> bool:
+        """Whether the events' line numbers increase row by row (a log read in order)."""
+        got = self._cache.get("increasing")
+        if got is None:
+            lines = self.get(None, "line")
+            got = self._cache["increasing"] = len(lines) < 2 or bool(np.all(lines[1:] > lines[:-1]))
+        return got
+
     def i64_chunks(self, name: str | None, col: str) -> list[np.ndarray]:
         """An integer column as int64, one array per chunk without copying when no chunk has
         nulls (else the whole column as one array)."""

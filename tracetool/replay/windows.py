@@ -49,7 +49,7 @@ class Order:
         ts = trace.events["ts_ns"]
         self.n = len(lines)
         tsv = cols.get(None, "ts_ns") if self.n and ts.null_count == 0 else None
-        increasing = self.n < 2 or bool(np.all(lines[1:] > lines[:-1]))
+        increasing = cols.lines_increasing()
         if tsv is not None and not (increasing and bool(np.all(tsv[1:] >= tsv[:-1]))):
             rank_rows = np.lexsort((lines, tsv))
             self.ts_sorted = tsv[rank_rows]
