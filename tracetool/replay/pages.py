@@ -368,13 +368,26 @@ def build(
         lo = np.searchsorted(keys, block * PAGE_SHIFT + p0)
         hi = np.searchsorted(keys, block * PAGE_SHIFT + p1)
         cnt = np.maximum(hi - lo, 0)
-        if not cnt.sum():
+        total = int(cnt.sum())
+        if not total:
+            return
+        ps = sizes()
+        if len(block) == 1:  # one range: its pages are a slice of the universe
+            k = keys[int(lo[0]) : int(hi[0])]
+            blk, pidx = int(block[0]), k & (PAGE_SHIFT - 1)
+            if (k >> np.int64(40) != blk).any():  # the range spans blocks (p1 past the last)
+                blk = k >> np.int64(40)
+            b.add(kind, blk, pidx, _const(int(ords[0]), total), _const(int(lines[0]), total),
+                  pidx * ps[blk])  # fmt: skip
             return
         rep = np.repeat(np.arange(len(block)), cnt)
-        pos = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        pos = np.arange(total, dtype=np.int64)
+        pos += np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
         k = keys[pos]
-        blk, pidx = k // PAGE_SHIFT, k % PAGE_SHIFT
-        b.add(kind, blk, pidx, ords[rep], lines[rep], pidx * sizes()[blk])
+        del pos
+        blk, pidx = k >> np.int64(40), k & (PAGE_SHIFT - 1)
+        size = ps[blk] if len(np.unique(ps)) > 1 else (ps[0] if len(ps) else 0)
+        b.add(kind, blk, pidx, ords[rep], lines[rep], pidx * size)
 
     if "ram_discard_range" in trace and len(keys):
         t = trace.table("ram_discard_range")
