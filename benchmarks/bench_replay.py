@@ -26,8 +26,9 @@ more lines: the precopy loads of pages no balloon or postcopy event touches are 
 
 Every measurement is its own subprocess pinned to one CPU (``--cpu``; ``os.sched_setaffinity`` in
 the child before it execs Python; ``NUMBA_NUM_THREADS=OMP_NUM_THREADS=1``) and reports JSON,
-including ``ru_maxrss``. Each runs ``--repeat`` times (default 3) and the fastest run is shown
-(other work on the machine only slows a run down); the JSON keeps every run's time. Within the
+including ``ru_maxrss``. Each runs ``--repeat`` times (default 3) and the median run is shown
+(the run whose time is the median; the fastest and every run are printed too, other work on the
+machine only slows a run down); the JSON keeps every run's time. Within the
 replay child the peak is reset between stages (``/proc/self/clear_refs``), so a stage's "peak
 RSS" is the process high-water mark during that stage (the loaded trace included; "RSS after
 load" shows what the trace alone holds). What the figures mean:
@@ -674,6 +675,11 @@ def run_child(kind: str, cpu: int, env: dict | None = None, **opts) -> dict:
     return res
 
 
+def median_run(runs: list[dict], seconds) -> dict:
+    """The run whose time is the median (the lower middle one for an even count)."""
+    return sorted(runs, key=seconds)[(len(runs) - 1) // 2]
+
+
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     models = [ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")]
@@ -772,7 +778,7 @@ def report(res: dict) -> None:
     runs = ", ".join(f"{x:.2f}" for x in res["replay_runs_s"])
     b_runs = ", ".join(f"{x:.2f}" for x in res["baseline_runs_s"])
     print(
-        f"runs: each measurement ran {len(res['replay_runs_s'])} time(s), the fastest is shown "
+        f"runs: each measurement ran {len(res['replay_runs_s'])} time(s), the median run is shown "
         f"(whole replay {runs} s; baseline {b_runs} s)."
     )
     m = res["machine"]
@@ -841,13 +847,13 @@ def main() -> None:
     res["warm"] = run_child("warm", a.cpu, input=warm)  # fills the user's cache (throwaway)
     n = max(1, a.repeat)
     runs = [run_child("load", a.cpu, input=src) for _ in range(n)]
-    res["load"] = min(runs, key=lambda r: r["seconds"])
+    res["load"] = median_run(runs, lambda r: r["seconds"])
     npz = work / "page-events.npz"
     runs = [run_child("replay", a.cpu, input=src, warm=warm, npz=npz) for _ in range(n)]
-    res["replay"] = min(runs, key=lambda r: r["replay_seconds"] + r["summary_seconds"])
+    res["replay"] = median_run(runs, lambda r: r["replay_seconds"] + r["summary_seconds"])
     res["replay_runs_s"] = [r["replay_seconds"] + r["summary_seconds"] for r in runs]
     runs = [run_child("baseline", a.cpu, npz=npz) for _ in range(n)]
-    res["baseline"] = min(runs, key=lambda r: r["seconds"])
+    res["baseline"] = median_run(runs, lambda r: r["seconds"])
     res["baseline_runs_s"] = [r["seconds"] for r in runs]
     npz.unlink(missing_ok=True)
     if a.profile:
