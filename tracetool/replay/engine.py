@@ -13,7 +13,7 @@ import numpy as np
 
 from analyses import qemu_version
 from tracetool.replay import addresses, balloon, kernels, pages, windows
-from tracetool.replay.columns import Columns
+from tracetool.replay.columns import Columns, small_pages
 from tracetool.replay.model import ALL_POLICIES, CONFLICT_CODES, Kind, Outcome, Policy, State
 from tracetool.replay.pages import PAGE_SHIFT
 from tracetool.replay.result import PolicyRun, ReplayResult
@@ -110,6 +110,12 @@ def _outcomes(
 
 
 def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
+    """Replay ``trace`` under ``options`` (see the module docstring)."""
+    with small_pages():
+        return _replay(trace, options)
+
+
+def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     opts = options or ReplayOptions()
     cols = Columns(trace)  # numpy columns shared by the steps (each converted once)
     order = windows.Order(trace, cols)

@@ -6,6 +6,7 @@ range events (ADVISE resets, migration discards) and precopy loads are expanded 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -386,6 +387,8 @@ def build(
         k = keys[pos]
         del pos
         blk, pidx = k >> np.int64(40), k & (PAGE_SHIFT - 1)
+        if len(k) and blk[0] == blk[-1]:  # keys are sorted: one block
+            blk = int(blk[0])
         size = ps[blk] if len(np.unique(ps)) > 1 else (ps[0] if len(ps) else 0)
         b.add(kind, blk, pidx, ords[rep], lines[rep], pidx * size)
 
@@ -429,10 +432,14 @@ def build(
             lo += m
         srt = argsort_keys(packed)
         packed = packed[srt]
-        kind = (packed & np.int64(15)).astype(np.int8)
-        page = keys[packed >> np.int64(36)] if len(keys) else np.zeros(n, np.int64)
         ords = packed >> np.int64(4)
         ords &= np.int64((1 << 32) - 1)
+        if sys.byteorder == "little":  # the low byte of each key, without an int64 temporary
+            kind = packed.view(np.int8)[::8] & np.int8(15)
+        else:
+            kind = (packed & np.int64(15)).astype(np.int8)
+        packed >>= np.int64(36)  # page ranks, in place
+        page = keys[packed] if len(keys) else np.zeros(n, np.int64)
         del packed
         to = np.empty(n, np.int64)  # where each concatenated row goes
         to[srt] = np.arange(n, dtype=np.int64)
@@ -444,11 +451,12 @@ def build(
         ords, kind, page = c["order"][srt], c["kind"][srt], key[srt]
         req, line, offset, hva = (c[k][srt] for k in ("req", "line", "offset", "hva"))
     ts_sorted = order.ts_sorted
-    ts = (
-        ts_sorted[np.clip(ords, 0, len(ts_sorted) - 1)]
-        if ts_sorted is not None and len(ts_sorted)
-        else np.zeros(len(ords), np.int64)
-    )
+    if ts_sorted is None or not len(ts_sorted):
+        ts = np.zeros(len(ords), np.int64)
+    elif len(ords) and (ords.min() < 0 or ords.max() >= len(ts_sorted)):
+        ts = ts_sorted[np.clip(ords, 0, len(ts_sorted) - 1)]
+    else:  # orders are positions of event lines: in range
+        ts = ts_sorted[ords]
     pe = PageEvents(
         page=page, order=ords, kind=kind, req=req, line=line,
         ts=ts.astype(np.int64, copy=False), offset=offset, hva=hva,

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from tracetool.replay import balloon
+from tracetool.replay.columns import small_pages
 from tracetool.replay.model import ConflictClass, Outcome, Policy
 from tracetool.replay.pages import PAGE_SHIFT, argsort_keys
 
@@ -159,7 +160,8 @@ class ReplayResult:
     @property
     def summary(self) -> dict:
         if self._summary is None:
-            self._summary = self._build_summary()
+            with small_pages():
+                self._summary = self._build_summary()
         return self._summary
 
     def _build_summary(self) -> dict:
