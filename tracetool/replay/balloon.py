@@ -54,8 +54,7 @@ class ThreadOrder:
     def __init__(self, trace: Trace, cols: Columns | None = None) -> None:
         cols = cols or Columns(trace)
         ev = trace.events
-        self.tid = cols.tid()
-        self.line = cols.get(None, "line")
+        self._cols = cols
         col = ev["event"]
         names = col.chunk(0).dictionary.to_pylist() if col.num_chunks else []
         self.name_id = {n: i for i, n in enumerate(names)}
@@ -65,8 +64,16 @@ class ThreadOrder:
             else np.zeros(0, np.int32)
         )
         self._increasing = cols.lines_increasing()
-        self._rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # tid -> its rows, lines
         self._sort: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def tid(self) -> np.ndarray:
+        """Thread id of every event (-1: none)."""
+        return self._cols.tid()
+
+    @property
+    def line(self) -> np.ndarray:
+        return self._cols.get(None, "line")
 
     @property
     def sort(self) -> np.ndarray:
@@ -85,11 +92,13 @@ class ThreadOrder:
         return self._sort
 
     def _thread(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
-        got = self._rows.get(tid)
-        if got is None:
-            rows = np.flatnonzero(self.tid == tid)
-            got = self._rows[tid] = (rows, self.line[rows])
-        return got
+        return self._cols.thread(tid)
+
+    def lines_of(self, rows: np.ndarray) -> np.ndarray:
+        """``self.line[rows]`` (-1: the last line, as numpy indexing gives) without converting
+        the whole column."""
+        n = self._cols.trace.events.num_rows
+        return self._cols.take(None, "line", np.where(rows < 0, rows + n, rows))
 
     def next_event(self, tids: np.ndarray, lines: np.ndarray) -> np.ndarray:
         """Event-name id of the next line on the same thread after each (tid, line); -1 if none."""

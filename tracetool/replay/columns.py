@@ -50,8 +50,50 @@ class Columns:
         """Whether the events' line numbers increase row by row (a log read in order)."""
         got = self._cache.get("increasing")
         if got is None:
-            lines = self.get(None, "line")
-            got = self._cache["increasing"] = len(lines) < 2 or bool(np.all(lines[1:] > lines[:-1]))
+            chunks = self.chunks(None, "line")
+            got = all(bool(np.all(c[1:] > c[:-1])) for c in chunks) and all(
+                a[-1] < b[0] for a, b in zip(chunks, chunks[1:], strict=False)
+            )
+            self._cache["increasing"] = got
+        return got
+
+    def chunks(self, name: str | None, col: str) -> list[np.ndarray]:
+        """A column as one numpy array per non-empty chunk (no copy when it has no nulls)."""
+        key = ("chunks", name, col)
+        got = self._cache.get(key)
+        if got is None:
+            arr = self._table(name)[col]
+            got = [c.to_numpy(zero_copy_only=False) for c in arr.chunks if len(c)]
+            self._cache[key] = got
+        return got
+
+    def thread(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``trace.events`` on thread ``tid`` (-1: no thread id) and their lines,
+        found chunk by chunk (no whole-column copy)."""
+        key = ("thread", tid)
+        got = self._cache.get(key)
+        if got is None:
+            rows, lines, start = [], [], 0
+            ev = self._table(None)
+            tids, line = ev["tid"], ev["line"]
+            if tids.num_chunks != line.num_chunks or any(
+                len(a) != len(b) for a, b in zip(tids.chunks, line.chunks, strict=True)
+            ):
+                tids = pa.chunked_array([tids.combine_chunks()], tids.type)
+                line = pa.chunked_array([line.combine_chunks()], line.type)
+            for t, ln in zip(tids.chunks, line.chunks, strict=True):
+                if not len(t):
+                    continue
+                t = (t.fill_null(-1) if t.null_count else t).to_numpy()
+                r = np.flatnonzero(t == tid)
+                rows.append(r + start)
+                lines.append(ln.to_numpy()[r])
+                start += len(t)
+            if not rows:
+                got = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            else:
+                got = (np.concatenate(rows), np.concatenate(lines))
+            self._cache[key] = got
         return got
 
     def i64_chunks(self, name: str | None, col: str) -> list[np.ndarray]:

@@ -135,7 +135,7 @@ def _check_observed(trace, threads, requests, blk, off, base) -> int:
     d = trace.table("ram_block_discard_range")
     d_lines = _np(d, "line")
     d_hva = _np(d, "hva").astype(np.int64)
-    pos = np.clip(np.searchsorted(d_lines, threads.line[rows]), 0, len(d_lines) - 1)
+    pos = np.clip(np.searchsorted(d_lines, threads.lines_of(rows)), 0, len(d_lines) - 1)
     got = d_hva[pos]
     bad = known & (got != want)
     requests.observed[cand[bad]] = OBS_UNKNOWN

@@ -44,30 +44,38 @@ class Order:
     that order: no sort, and ``of_lines`` is a subtraction when its lines have no gaps."""
 
     def __init__(self, trace: Trace, cols: Columns | None = None) -> None:
-        cols = cols or Columns(trace)
-        lines = cols.get(None, "line")
+        self._cols = cols = cols or Columns(trace)
         ts = trace.events["ts_ns"]
-        self.n = len(lines)
+        self.n = trace.events.num_rows
         tsv = cols.get(None, "ts_ns") if self.n and ts.null_count == 0 else None
         increasing = cols.lines_increasing()
+        self._lines_sorted: np.ndarray | None = None
         if tsv is not None and not (increasing and bool(np.all(tsv[1:] >= tsv[:-1]))):
+            lines = cols.get(None, "line")
             rank_rows = np.lexsort((lines, tsv))
             self.ts_sorted = tsv[rank_rows]
-            self.lines_sorted = lines[rank_rows]
+            self._lines_sorted = lines[rank_rows]
         else:  # already in order (or no timestamps: trace order)
             rank_rows = None
             self.ts_sorted = tsv
-            self.lines_sorted = lines
         self._rank_rows = rank_rows
         self._by_line: np.ndarray | None = None
-        self._first = int(lines[0]) if self.n else 0
+        chunks = cols.chunks(None, "line")
+        self._first = int(chunks[0][0]) if self.n else 0
         self._contiguous = (
             rank_rows is None
             and increasing
             and self.n > 0
-            and int(lines[-1]) - self._first == self.n - 1
+            and int(chunks[-1][-1]) - self._first == self.n - 1
         )
         self.last_ts = int(tsv.max()) if tsv is not None and self.n else None
+
+    @property
+    def lines_sorted(self) -> np.ndarray:
+        """Line of each order."""
+        if self._lines_sorted is None:
+            self._lines_sorted = self._cols.get(None, "line")
+        return self._lines_sorted
 
     @property
     def by_line(self) -> np.ndarray:
@@ -189,8 +197,7 @@ def find_windows(trace: Trace, order: Order, cols: Columns | None = None) -> lis
 
 
 def _last_line_of_tid(cols: Columns, order: Order, tid: int, lo: int, hi: int) -> int | None:
-    lines = cols.get(None, "line")[cols.tid() == tid]
-    o = order.of_lines(lines)
+    o = order.of_lines(cols.thread(tid)[1])
     o = o[(o >= lo) & (o < hi)]
     return int(o.max()) if len(o) else None
 
