@@ -61,6 +61,14 @@ target is >= 10M page events/s on one core for the replay itself, checked for th
 for the whole replay including normalisation; the anchors measured earlier were 1.1M/s (plain
 Python) and 2.5M/s (simple numpy). ``--profile N`` prints the top N cProfile entries of the
 normalisation (a separate run: profiling slows it down).
+
+Measured 2026-11-26 04:33 UTC (2-CPU VM, load average 0.78-0.93) with
+``.venv/bin/python benchmarks/bench_replay.py --keep --repeat 3 --cpu 0``, medians of 3:
+1,998,324 page events; normalisation 0.51 s, scans 0.046 s (43.0M page events/s: target met),
+summary 0.105 s, whole replay 0.69 s = 2.89M page events/s (target of 10M/s **not** met; it was
+2.29 s = 0.87M/s before the normalisation work of that day). With ``--input
+a-balloon-during-postcopy/dst.trace.log.gz``: whole replay 0.33 s = 3.79M page events/s (was
+0.51 s). Details: ``docs/performance.md``.
 """
 
 from __future__ import annotations
