@@ -6,15 +6,13 @@ big inputs and a pure-pyarrow one for small inputs and platforms without numba.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-
-import numpy as np
 
 from parsers._log_common import LogContext
 from parsers.base import Chunk, ParseOptions
 from tracetool.errors import UsageError
 from tracetool.inputs import Input, iter_line_blocks
+from tracetool.memory import small_pages
 
 name = "qemu-log"
 CLOCK = "wall clock: ns since the epoch (SEC.USEC prefix, or ISO-8601 UTC); null without a prefix"
@@ -67,26 +65,8 @@ def parse(inp: Input, options: ParseOptions, ctx: LogContext | None = None) -> I
     size_hint = inp.size * (8 if inp.compression else 1) if inp.size is not None else None
     engine, decode = choose_engine(options, size_hint)
     line = 1
-    with _small_pages(engine == "numba"):
+    with small_pages(engine == "numba"):
         for block, _offset in iter_line_blocks(inp, min(options.block_size, MAX_BLOCK)):
             chunk = decode(block, line, ctx)
             line += chunk.lines
             yield chunk
-
-
-@contextlib.contextmanager
-def _small_pages(enabled: bool):
-    """numpy asks for transparent huge pages on big arrays; on VMs the compaction that costs
-    outweighs the page faults it saves for our short-lived per-block arrays (measured: about
-    10% of parse time), so the compiled engine turns it off while it runs."""
-    setter = getattr(
-        getattr(getattr(np, "_core", None), "multiarray", None), "_set_madvise_hugepage", None
-    )
-    if not enabled or setter is None:
-        yield
-        return
-    previous = setter(False)
-    try:
-        yield
-    finally:
-        setter(previous)

@@ -8,9 +8,6 @@ The arrays are read-only views for the callers: nobody writes into them.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -141,21 +138,3 @@ class Columns:
             idx = enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)
             got = self._cache[key] = (values, idx)
         return got
-
-
-@contextlib.contextmanager
-def small_pages() -> Iterator[None]:
-    """numpy asks for transparent huge pages on big arrays; on VMs each huge-page fault
-    (compaction, zeroing 2 MB) costs more than the 4 KiB faults it saves for the replay's
-    short-lived arrays (measured: first replay of bench_replay's trace, system time 0.39-0.55 s
-    with the hint, 0.14-0.18 s without), so the replay turns it off while it runs."""
-    core = getattr(np, "_core", None)
-    setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-    if setter is None:
-        yield
-        return
-    previous = setter(False)
-    try:
-        yield
-    finally:
-        setter(previous)
