@@ -407,7 +407,7 @@ def analyze(
         typer.Option("--qmp-log", help="QMP log (JSON): compare QEMU's query-migrate figures."),
     ] = None,
 ) -> None:
-    """Summarise a trace: format, counts, time span, top events, migration phases, pages."""
+    """Summarise a trace: format, counts, phases, fault latency, balloon, and the policy replay."""
     from tracetool.fault_report import print_faults
 
     t = _load(trace, fmt, strict, trace_events, engine, quiet or json_out)
