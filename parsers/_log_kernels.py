@@ -11,9 +11,9 @@ import numpy as np
 from llvmlite import ir
 from numba import njit  # noqa: E402  (imported after the cache folder is configured)
 from numba.core import types
-from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
+from parsers._numba_bits import trailing_zeros
 from parsers._numba_setup import CACHE
 from tracetool.catalog.fmt import FLAG_ALT, FLAG_PAD, Conv
 

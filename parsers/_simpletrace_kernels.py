@@ -12,15 +12,16 @@ import numpy as np
 from llvmlite import ir
 from numba import njit  # noqa: E402  (imported after the cache folder is configured)
 from numba.core import types
-from numba.cpython.unsafe.numbers import leading_zeros
 from numba.extending import intrinsic
 
+from parsers._numba_bits import leading_zeros
 from parsers._numba_setup import CACHE
 
 
 @intrinsic
 def _copy8(typingctx, dst, di, src, si):
-    """Copy the 8 bytes src[si : si + 8] to dst[di : di + 8] (one unaligned load and store)."""
+    """Copy the 8 bytes src[si : si + 8] to dst[di : di + 8] (one unaligned load and store; a
+    copy, so the host's byte order does not matter). No bounds check: callers check both ends."""
     sig = types.void(dst, di, src, si)
 
     def codegen(context, builder, signature, args):
