@@ -7,6 +7,8 @@ literal length, flags).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from llvmlite import ir
 from numba import njit  # noqa: E402  (imported after the cache folder is configured)
@@ -172,6 +174,9 @@ _LO7 = np.uint64(0x7F7F7F7F7F7F7F7F)
 _NL8 = np.uint64(0x0A0A0A0A0A0A0A0A)
 _ONES = np.uint64(0x0101010101010101)
 _HI8 = np.uint64(0x8080808080808080)
+#: The word scan of ``line_bounds`` takes byte k of a word as its bits 8k..8k+7 (a little-endian
+#: host); elsewhere every byte goes through its byte loop (same results, slower).
+_SWAR = sys.byteorder == "little"
 
 
 @njit(cache=CACHE, nogil=True, inline="always")
@@ -186,7 +191,7 @@ def line_bounds(buf):
     whether any byte is NUL or non-ASCII; the last line may lack its newline. Two passes,
     8 bytes at a time: count the newlines, then fill (no temporary arrays)."""
     size = buf.shape[0]
-    words = size // 8
+    words = size // 8 if _SWAR else 0
     n = 0
     odd = np.uint64(0)  # high bits: a non-ASCII byte or a NUL byte somewhere
     for w in range(words):

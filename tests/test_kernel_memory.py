@@ -82,6 +82,19 @@ def test_line_bounds_never_reads_past_the_block(stale):
             assert (starts.tolist(), ends.tolist(), bool(odd)) == want, (size, data)
 
 
+def test_line_bounds_byte_path_of_big_endian_hosts(monkeypatch):
+    """Without the little-endian word scan (``_SWAR`` off) the byte loops give the same."""
+    _numba()
+    from parsers import _log_kernels as K
+
+    monkeypatch.setattr(K, "_SWAR", False)
+    rng = np.random.default_rng(7)
+    for size in SIZES:
+        for data in _texts(rng, size):
+            starts, ends, odd = K.line_bounds.py_func(_poisoned(data, 10))
+            assert (starts.tolist(), ends.tolist(), bool(odd)) == _bounds_reference(data)
+
+
 def test_gathers_copy_exact_ranges_at_the_end_of_the_buffer():
     _numba()
     from parsers import _log_kernels as K
