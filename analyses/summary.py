@@ -96,6 +96,7 @@ def run(trace: Trace) -> dict:
         "parse_seconds": round(s.seconds, 3),
         "clock": s.clock,
         "dropped_events": s.dropped_events,
+        "input_damage": s.input_damage,
         "first_ts_ns": first,
         "last_ts_ns": last,
         "span_s": None if first is None else round((last - first) / 1e9, 6),

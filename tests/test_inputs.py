@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
 import subprocess
 import sys
+import zlib
 
 import pytest
 import zstandard
 
 import tracetool
 from tests.conftest import MIXED
-from tracetool.errors import InputError
+from tracetool.errors import InputError, TracetoolError
 from tracetool.inputs import iter_line_blocks, open_input
 
 TEXT = MIXED.read_bytes()
@@ -105,21 +107,61 @@ def test_binary_garbage_names_the_byte_offset(tmp_path):
     assert f"{path}: byte 41: binary data" in msg
 
 
-def test_corrupt_gzip_is_an_input_error(tmp_path):
-    data = gzip.compress(TEXT * 50)
+def _available_lines(damaged: bytes) -> int:
+    """Whole lines zlib can decompress from a damaged gzip file before it fails."""
+    d = zlib.decompressobj(wbits=31)
+    out = b""
+    for i in range(0, len(damaged), 1024):
+        try:
+            out += d.decompress(damaged[i : i + 1024])
+        except zlib.error:
+            break
+    return out.count(b"\n")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_damaged_gzip_keeps_what_came_before(tmp_path, damage):
+    """A .gz that breaks off (copied while written, or damaged): lenient mode keeps the lines
+    before the damage and reports it (counts still add up); --strict makes it an error."""
+    text = TEXT * 3000
+    data = gzip.compress(text)
+    half = len(data) // 2
+    bad = data[:half] if damage == "truncated" else data[:half] + b"\xff" * 64 + data[half:]
     path = tmp_path / "t.log.gz"
-    path.write_bytes(data[: len(data) // 2] + b"\x00" * 64 + data[len(data) // 2 :])
-    with pytest.raises(InputError, match="corrupt gzip data") as exc:
-        tracetool.load(path)
+    path.write_bytes(bad)
+    avail = _available_lines(bad)
+    t = tracetool.load(path)
+    s = t.stats
+    assert s.input_damage and str(path) in s.input_damage and "gzip" in s.input_damage
+    assert s.balanced and 0 < s.lines < text.count(b"\n")
+    # at most one read piece (64 KiB of ~70-byte lines) before the damage is lost
+    assert avail - (64 << 10) // 40 <= s.lines <= avail + 1
+    with pytest.raises(TracetoolError) as exc:
+        tracetool.load(path, strict=True)
     assert str(path) in str(exc.value)
 
 
-def test_truncated_gzip_is_an_input_error(tmp_path):
+def test_damaged_gzip_on_the_command_line(tmp_path):
+    data = gzip.compress(TEXT * 3000)
+    path = tmp_path / "t.log.gz"
+    path.write_bytes(data[: len(data) // 2])
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracetool.cli", "analyze", str(path), "--json", "--no-replay"],
+        capture_output=True,
+    )
+    assert proc.returncode == 0
+    assert "warning:" in proc.stderr.decode() and "truncated gzip" in proc.stderr.decode()
+    s = json.loads(proc.stdout)
+    assert "truncated gzip" in s["input_damage"] and s["lines"] > 0
+
+
+def test_gzip_damaged_in_its_first_bytes_is_an_input_error(tmp_path):
     data = gzip.compress(TEXT * 50)
     path = tmp_path / "t.log.gz"
-    path.write_bytes(data[: len(data) - 20])
-    with pytest.raises(InputError, match="corrupt gzip data"):
+    path.write_bytes(data[:12] + b"\x00" * 64 + data[12:])
+    with pytest.raises(InputError, match="gzip") as exc:
         tracetool.load(path)
+    assert str(path) in str(exc.value)
 
 
 def test_standard_input():

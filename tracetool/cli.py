@@ -116,7 +116,7 @@ def _load(
     from tracetool.trace import load
 
     with _progress(f"reading {trace.name}", not quiet) as progress:
-        return load(
+        t = load(
             trace,
             format=fmt,
             strict=strict,
@@ -124,6 +124,14 @@ def _load(
             engine=engine.value,
             progress=progress,
         )
+    _warn_damage(t.stats.input_damage)
+    return t
+
+
+def _warn_damage(damage: str | None) -> None:
+    """A compressed input that broke off: its data up to the damage was read (lenient mode)."""
+    if damage:
+        err.print(f"tracetool: warning: {damage}", markup=False, highlight=False)
 
 
 def _ts(ts_ns: int | None, base: int | None) -> str:
@@ -579,6 +587,7 @@ def convert(
         f"wrote {writer.rows:,} rows to {output} ({stats.lines:,} lines = {stats.events:,} events + "
         f"{stats.other_lines:,} other + {stats.rejected_lines:,} rejected)"
     )
+    _warn_damage(stats.input_damage)
 
 
 def _synth_opt(field: str, *names: str):

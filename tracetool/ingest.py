@@ -35,6 +35,7 @@ class IngestStats:
     shapes: Counter = field(default_factory=Counter)
     clock: str | None = None  # what ts_ns counts (the format module's CLOCK)
     dropped_events: int = 0  # events the tracer itself lost (simpletrace dropped records)
+    input_damage: str | None = None  # a compressed input that broke off (lenient mode)
 
     def add(self, chunk: Chunk) -> None:
         self.lines += chunk.lines
@@ -104,6 +105,11 @@ def iter_chunks(
             if progress is not None:
                 progress(inp.raw_position(), inp.size)
             yield chunk
+        if inp.damage is not None:
+            if options.strict:
+                raise inp.damage
+            if stats is not None:
+                stats.input_damage = str(inp.damage)
     except TracetoolError as exc:
         if exc.path is None:
             exc.path = inp.name

@@ -35,6 +35,9 @@ class Input:
     compression: str | None
     raw: BinaryIO  # the underlying file, for progress (compressed bytes read)
     size: int | None  # size of the underlying file, if known
+    #: A compressed stream that broke off (truncated or corrupt) after some data: what was
+    #: decompressed before it is read; the parse then raises this (strict) or reports it.
+    damage: InputError | None = None
 
     def raw_position(self) -> int:
         try:
@@ -102,7 +105,18 @@ def read_some(inp: Input, n: int, offset: int) -> bytes:
         raise InputError(f"{what} near decompressed byte {offset}: {exc}", path=inp.name) from None
 
 
+#: Decompressed bytes asked of a compressed stream per call: a decoder that fails loses what it
+#: had decompressed in that call, so at most this much before the damage is lost.
+PIECE = 64 << 10
+
+
 def _read_into(inp: Input, view: memoryview, offset: int) -> int:
+    """Read into ``view``; 0 at the end of the input. A compressed stream that breaks off
+    ends the input there and leaves :attr:`Input.damage` set (the bytes before are kept)."""
+    if inp.damage is not None:
+        return 0
+    if inp.compression:
+        view = view[:PIECE]
     try:
         readinto = getattr(inp.stream, "readinto", None)
         if readinto is not None:
@@ -111,8 +125,14 @@ def _read_into(inp: Input, view: memoryview, offset: int) -> int:
         view[: len(data)] = data
         return len(data)
     except _DECODE_ERRORS as exc:
-        what = f"corrupt {inp.compression} data" if inp.compression else "read error"
-        raise InputError(f"{what} near decompressed byte {offset}: {exc}", path=inp.name) from None
+        if not inp.compression:
+            raise InputError(f"read error at byte {offset}: {exc}", path=inp.name) from None
+        inp.damage = InputError(
+            f"corrupt or truncated {inp.compression} data after decompressed byte {offset} "
+            f"(what came before it was read): {exc}",
+            path=inp.name,
+        )
+        return 0
 
 
 def iter_line_blocks(inp: Input, block_size: int) -> Iterator[tuple[memoryview, int]]:
