@@ -73,7 +73,7 @@ def evil_trace(tmp_path):
 def test_report_of_the_sample_has_every_section_and_figure(tmp_path):
     out = write_report(tracetool.load(DST_EXCERPT), tmp_path / "r.html")
     page = Page(out.read_text())
-    assert page.ids() == [s.value for s in Section]
+    assert page.ids() == [s.value for s in Section if s is not Section.QMP]
     imgs = page.images()
     assert len(imgs) == 5  # timeline, latency histogram and CDF, reclaimed, conflicts map
     assert all(i.startswith(b"\x89PNG") and len(i) > 5000 for i in imgs)
@@ -84,6 +84,30 @@ def test_report_of_the_sample_has_every_section_and_figure(tmp_path):
         n = sum(1 for _ in f)
     assert f"{n:,} = {n:,} events + 0 other + 0 rejected" in text
     assert "None: every analysis ran." in text
+
+
+def test_report_with_a_qmp_log(monkeypatch, capsys, tmp_path):
+    """--qmp-log adds QEMU's own query-migrate figures beside ours (the excerpt's blocktime is
+    the sum of its begin/end pairs: 1,364.825 ms); strings from the log are escaped."""
+    import json
+
+    log = tmp_path / "qmp-log.json"
+    reply = {"status": EVIL, "postcopy-blocktime": 1000, "postcopy-vcpu-blocktime": [1000]}
+    log.write_text(json.dumps([{"side": "dst", "kind": "command", "execute": "query-migrate",
+                                "reply": {"return": reply}}]))  # fmt: skip
+    text = render(tracetool.load(DST_EXCERPT), qmp_log=log)
+    page = Page(text)
+    assert page.ids() == [s.value for s in Section]
+    section = text[text.index(f'id="{Section.QMP.value}"') :]
+    cells = re.findall(r"<td>([^<]*)</td>", section[: section.index("</section>")])
+    row = cells[cells.index("postcopy-blocktime (ms)") :][:6]
+    assert row == ["postcopy-blocktime (ms)", "dst", "1000", "1364.825", "364.825", "36.483"]
+    assert EVIL not in text and "&lt;script&gt;" in section
+    code, _, err = run(
+        monkeypatch, capsys, "report", DST_EXCERPT, "-o", tmp_path / "r.html", "--qmp-log", log
+    )
+    assert code == 0, err
+    assert "postcopy-blocktime (ms)" in (tmp_path / "r.html").read_text()
 
 
 def test_untrusted_strings_are_escaped(evil_trace):
@@ -119,7 +143,7 @@ def test_report_command(monkeypatch, capsys, tmp_path):
     out = tmp_path / "r.html"
     code, _, err = run(monkeypatch, capsys, "report", DST_EXCERPT, "-o", out)
     assert code == 0, err
-    assert Page(out.read_text()).ids() == [s.value for s in Section]
+    assert Page(out.read_text()).ids() == [s.value for s in Section if s is not Section.QMP]
     code, _, err = run(monkeypatch, capsys, "report", DST_EXCERPT, "-o", tmp_path / "no" / "r.html")
     assert code == 2 and err.count("\n") == 1 and "r.html" in err
 

@@ -372,6 +372,12 @@ def replay(
             raise typer.Exit(EXIT_FINDINGS)
 
 
+QmpOpt = Annotated[
+    Path | None,
+    typer.Option("--qmp-log", help="QMP log (JSON): compare QEMU's query-migrate figures."),
+]
+
+
 def analysis_json(
     t, replay: bool = True, race: int = 0, memory_map=None, page=None, version=None, qmp_log=None
 ) -> dict:
@@ -410,10 +416,7 @@ def analyze(
         Path | None, typer.Option("--plots", help="Also write the figures (PNG) to this folder.")
     ] = None,
     svg: SvgOpt = False,
-    qmp_log: Annotated[
-        Path | None,
-        typer.Option("--qmp-log", help="QMP log (JSON): compare QEMU's query-migrate figures."),
-    ] = None,
+    qmp_log: QmpOpt = None,
 ) -> None:
     """Summarise a trace: format, counts, phases, fault latency, balloon, and the policy replay."""
     from tracetool.fault_report import print_faults
@@ -468,12 +471,13 @@ def report(
     trace_events: EventsOpt = None,
     engine: EngineOpt = Engine.auto,
     quiet: QuietOpt = False,
+    qmp_log: QmpOpt = None,
 ) -> None:
     """Write one self-contained HTML report (tables, embedded figures) to attach to a bug."""
     from tracetool.report import write_report
 
     t = _load(trace, fmt, strict, trace_events, engine, quiet)
-    write_report(t, output)
+    write_report(t, output, qmp_log=qmp_log)
     err.print(f"wrote {output} ({output.stat().st_size:,} bytes)", highlight=False)
 
 

@@ -46,6 +46,7 @@ class Section(str, Enum):
     BALLOON = "balloon"
     POLICIES = "policies"
     CONFLICTS = "conflicts"
+    QMP = "qmp-check"
     SKIPPED = "skipped"
 
 
@@ -56,6 +57,7 @@ TITLES = {
     Section.BALLOON: "Balloon",
     Section.POLICIES: "Inhibit policies",
     Section.CONFLICTS: "Balloon x postcopy conflicts",
+    Section.QMP: "QEMU's own figures (QMP query-migrate) beside tracetool's",
     Section.SKIPPED: "Skipped analyses",
 }
 #: Analysis shown in each section, and the figures drawn there.
@@ -102,6 +104,8 @@ def _summary(trace: Trace) -> str:
     }
     if s.get("dropped_events"):
         facts["dropped by the tracer"] = s["dropped_events"]
+    if s.get("input_damage"):
+        facts["input damage"] = s["input_damage"]
     import pyarrow as pa
 
     top = pa.table(
@@ -133,8 +137,26 @@ def _analysis_section(trace: Trace, section: Section, skipped: dict[str, str]) -
     return body
 
 
-def render(trace: Trace) -> str:
-    """The report as an HTML string."""
+def _qmp_section(trace: Trace, qmp_log: str | Path) -> str:
+    """The cross-check of ``analyze --qmp-log`` as a table (figure, side, QEMU, ours, diff)."""
+    import pyarrow as pa
+
+    from analyses import summary
+    from tracetool.fault_report import fault_json, qmp_json
+
+    s = summary.run(trace)
+    s.update(fault_json(trace))
+    check = qmp_json(trace, s, Path(qmp_log))
+    rows = check["rows"]
+    if not rows:
+        return f"<p>No query-migrate reply of this trace's side in {esc(str(qmp_log))}.</p>"
+    cols = ("figure", "side", "qemu", "ours", "diff", "diff_pct", "compared_with", "note")
+    table = pa.table({c: [None if r.get(c) is None else str(r[c]) for r in rows] for c in cols})
+    return f"<p>QMP log: {esc(str(qmp_log))}</p>" + table_html(table, len(rows))
+
+
+def render(trace: Trace, qmp_log: str | Path | None = None) -> str:
+    """The report as an HTML string (with the QMP cross-check when ``qmp_log`` is given)."""
     skipped: dict[str, str] = {}
     parts = [
         f'<section id="{Section.SUMMARY.value}"><h2>{TITLES[Section.SUMMARY]}</h2>'
@@ -143,6 +165,11 @@ def render(trace: Trace) -> str:
     for section in ANALYSIS:
         body = _analysis_section(trace, section, skipped)
         parts.append(f'<section id="{section.value}"><h2>{TITLES[section]}</h2>{body}</section>')
+    if qmp_log is not None:
+        body = _qmp_section(trace, qmp_log)
+        parts.append(
+            f'<section id="{Section.QMP.value}"><h2>{TITLES[Section.QMP]}</h2>{body}</section>'
+        )
     rows = "".join(f"<li><strong>{esc(n)}</strong>: {esc(m)}</li>" for n, m in skipped.items())
     parts.append(
         f'<section id="{Section.SKIPPED.value}"><h2>{TITLES[Section.SKIPPED]}</h2>'
@@ -157,10 +184,11 @@ def render(trace: Trace) -> str:
     )
 
 
-def write_report(trace: Trace, path: str | Path) -> Path:
-    """Write the report of ``trace`` to ``path`` (one self-contained HTML file)."""
+def write_report(trace: Trace, path: str | Path, qmp_log: str | Path | None = None) -> Path:
+    """Write the report of ``trace`` to ``path`` (one self-contained HTML file); ``qmp_log``
+    adds QEMU's own figures from a QMP log beside tracetool's."""
     path = Path(path)
-    text = render(trace)
+    text = render(trace, qmp_log)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
