@@ -219,3 +219,11 @@ def test_simpletrace_and_log_of_one_run_agree():
     for k in ("requests", "resolved", "fault_messages", "pages_placed_demand", "zero_pages"):
         assert log[k] == simple[k]
     assert simple["p50_us"] == pytest.approx(log["p50_us"], abs=1.0)  # ns vs us clocks
+
+
+def test_latency_printed_in_readable_units():
+    from tracetool.fault_report import _dur
+
+    assert [_dur(v) for v in (None, 12.34, 999.9, 96642.5, 9_999_000, 12_500_000)] == [
+        "-", "12.3 µs", "999.9 µs", "96.6 ms", "9,999.0 ms", "12.50 s"
+    ]  # fmt: skip

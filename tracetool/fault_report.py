@@ -42,14 +42,23 @@ def _num(v) -> str:
     return f"{v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else f"{v:,}"
 
 
+def _dur(us: float | None) -> str:
+    """A latency in the unit that reads best: µs below 1 ms, ms below 10 s, else s."""
+    if us is None:
+        return "-"
+    if us < 1000:
+        return f"{us:,.1f} µs"
+    return f"{us / 1000:,.1f} ms" if us < 10_000_000 else f"{us / 1e6:,.2f} s"
+
+
 def print_faults(out: Console, s: dict) -> None:
     """The fault latency lines and, when asked for, the QMP comparison table."""
     f = s.get("postcopy_faults")
     if f:
         out.print(
             f"[bold]Postcopy fault latency[/bold] ({f['method']}): {f['requests']:,} pages "
-            f"requested, {f['resolved']:,} resolved; p50 {_num(f['p50_us'])} us, "
-            f"p90 {_num(f['p90_us'])} us, p99 {_num(f['p99_us'])} us, max {_num(f['max_us'])} us",
+            f"requested, {f['resolved']:,} resolved; p50 {_dur(f['p50_us'])}, "
+            f"p90 {_dur(f['p90_us'])}, p99 {_dur(f['p99_us'])}, max {_dur(f['max_us'])}",
             highlight=False,
         )
         if f.get("blocktime_ms") is not None:
