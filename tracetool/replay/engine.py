@@ -189,6 +189,7 @@ def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     for pol in wanted:
         key = pol.value if pol in opts.policies else "_qemu"
         runs[key] = run_policy(pol, qpol if pol is Policy.QEMU else pol)
+    order.release()  # the Columns cache and the sort go with it
 
     return ReplayResult(
         trace=trace, options=opts, order=order, windows=ws, address_map=amap, requests=reqs,

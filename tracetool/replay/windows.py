@@ -44,7 +44,9 @@ class Order:
     that order: no sort, and ``of_lines`` is a subtraction when its lines have no gaps."""
 
     def __init__(self, trace: Trace, cols: Columns | None = None) -> None:
-        self._cols = cols = cols or Columns(trace)
+        self._trace = trace
+        cols = cols or Columns(trace)
+        self._cols: Columns | None = cols
         ts = trace.events["ts_ns"]
         self.n = trace.events.num_rows
         tsv = cols.get(None, "ts_ns") if self.n and ts.null_count == 0 else None
@@ -58,7 +60,7 @@ class Order:
         else:  # already in order (or no timestamps: trace order)
             rank_rows = None
             self.ts_sorted = tsv
-        self._rank_rows = rank_rows
+        self._rank_rows = rank_rows  # the sort, only while the replay runs
         self._by_line: np.ndarray | None = None
         chunks = cols.chunks(None, "line")
         self._first = int(chunks[0][0]) if self.n else 0
@@ -74,8 +76,18 @@ class Order:
     def lines_sorted(self) -> np.ndarray:
         """Line of each order."""
         if self._lines_sorted is None:
-            self._lines_sorted = self._cols.get(None, "line")
+            if self._cols is not None:
+                self._lines_sorted = self._cols.get(None, "line")
+            else:
+                self._lines_sorted = self._trace.events["line"].to_numpy()
         return self._lines_sorted
+
+    def release(self) -> None:
+        """Let go of what only the replay needs (the shared columns, the sort and the
+        line -> order map, rebuilt on demand): the result keeps this object alive."""
+        self._cols = None
+        self._rank_rows = None
+        self._by_line = None
 
     @property
     def by_line(self) -> np.ndarray:
