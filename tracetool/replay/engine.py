@@ -15,6 +15,7 @@ from analyses import qemu_version
 from tracetool.memory import small_pages
 from tracetool.replay import addresses, balloon, kernels, pages, windows
 from tracetool.replay.columns import Columns
+from tracetool.replay.heap import trim_heap
 from tracetool.replay.model import ALL_POLICIES, CONFLICT_CODES, Kind, Outcome, Policy, State
 from tracetool.replay.pages import PAGE_SHIFT
 from tracetool.replay.result import PolicyRun, ReplayResult
@@ -113,7 +114,9 @@ def _outcomes(
 def replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     """Replay ``trace`` under ``options`` (see the module docstring)."""
     with small_pages():
-        return _replay(trace, options)
+        result = _replay(trace, options)
+    trim_heap()
+    return result
 
 
 def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from tracetool.memory import small_pages
 from tracetool.replay import balloon
+from tracetool.replay.heap import trim_heap
 from tracetool.replay.model import ConflictClass, Outcome, Policy
 from tracetool.replay.pages import PAGE_SHIFT, argsort_keys
 
@@ -162,6 +163,7 @@ class ReplayResult:
         if self._summary is None:
             with small_pages():
                 self._summary = self._build_summary()
+            trim_heap()
         return self._summary
 
     def _build_summary(self) -> dict:
