@@ -174,7 +174,12 @@ def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
             nxt_is_place, reset_state, race_ns, n_req,
         )  # fmt: skip
         outcome = _outcomes(decision, reqs, req_mig, in_win) if n_req else np.zeros(0, np.int8)
-        return PolicyRun(pol, eff, in_win, decision, outcome, *out)
+        cclass, related, refault_exp, refill_at = out
+        if len(pe) < (1 << 31):  # a page-event index (or -1)
+            related = related.astype(np.int32)
+        return PolicyRun(
+            pol, eff, in_win, decision, outcome, cclass, related, refault_exp, refill_at
+        )
 
     qpol = cands[0]
     if len(cands) > 1:  # the detected releases span a change of rule: QEMU's outcome decides
@@ -192,6 +197,7 @@ def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     for pol in wanted:
         key = pol.value if pol in opts.policies else "_qemu"
         runs[key] = run_policy(pol, qpol if pol is Policy.QEMU else pol)
+    _share_identical(list(runs.values()))
     order.release()  # the Columns cache and the sort go with it
 
     return ReplayResult(
@@ -199,6 +205,20 @@ def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
         page_events=pe, info=info, runs=runs, refault=refault, double_place=double,
         qemu_policy=qpol, qemu_policy_why=qwhy, conf_bounds=(conf_lo, conf_hi),
     )  # fmt: skip
+
+
+def _share_identical(runs: list[PolicyRun]) -> None:
+    """Policies often agree on whole per-request arrays (e.g. every refill order): a run keeps
+    an earlier run's array instead of its own equal copy."""
+    for f in PolicyRun.ARRAYS:
+        kept: list[np.ndarray] = []
+        for run in runs:
+            a = getattr(run, f)
+            same = next((k for k in kept if k.dtype == a.dtype and np.array_equal(k, a)), None)
+            if same is None:
+                kept.append(a)
+            else:
+                setattr(run, f, same)
 
 
 def _unknown_on_large_pages(reqs: balloon.Requests, pe, amap) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -42,15 +42,22 @@ CONFLICTS_SCHEMA = pa.schema(
 
 @dataclass
 class PolicyRun:
+    """One policy's replay, per request. Arrays are read-only and may be shared with another
+    run's when equal."""
+
     policy: Policy
     effective: Policy
     in_window: np.ndarray  # per request: inside the policy's own window
     decision: np.ndarray
     outcome: np.ndarray  # Outcome per inflate request (-1 for others)
-    cclass: np.ndarray
-    related: np.ndarray
+    cclass: np.ndarray  # int8 conflict code
+    related: np.ndarray  # page-event index or -1 (int32 when there are fewer than 2**31)
     refault: np.ndarray
     refill_at: np.ndarray
+
+    ARRAYS: ClassVar[tuple[str, ...]] = (
+        "in_window", "decision", "outcome", "cclass", "related", "refault", "refill_at",
+    )  # fmt: skip
 
 
 @dataclass
