@@ -28,10 +28,10 @@ class PageEvents:
     """Page events sorted by (page key, order, kind)."""
 
     page: np.ndarray  # page key
-    order: np.ndarray
+    order: np.ndarray  # (int32 when it fits)
     kind: np.ndarray  # int8 Kind
-    req: np.ndarray  # balloon request index or -1
-    line: np.ndarray
+    req: np.ndarray  # balloon request index or -1 (int32 when it fits)
+    line: np.ndarray  # (int32 when it fits)
     ts: np.ndarray  # ns (0 where unknown)
     offset: np.ndarray  # block offset of the host page (or of the 4 KiB balloon page)
     hva: np.ndarray  # host virtual address or 0
@@ -64,11 +64,13 @@ class _Builder:
             }
         )
 
-    def scatter(self, key: str, to: np.ndarray) -> np.ndarray:
+    def scatter(self, key: str, to: np.ndarray, dtype: type = np.int64) -> np.ndarray:
         """Column ``key`` of the concatenated parts, row ``j`` written at ``to[j]`` (a
-        permutation): the sorted column without concatenating the parts first."""
+        permutation): the sorted column without concatenating the parts first, as ``dtype``
+        (the caller checked that its values fit)."""
         consts = {int(p[key][0]) for p in self.parts if p[key].strides == (0,)}
-        out = np.full(len(to), consts.pop()) if len(consts) == 1 else np.empty(len(to), np.int64)
+        n = len(to)
+        out = np.full(n, consts.pop(), dtype) if len(consts) == 1 else np.empty(n, dtype)
         lo = 0
         for p in self.parts:
             n = len(p[key])
@@ -76,6 +78,11 @@ class _Builder:
                 out[to[lo : lo + n]] = p[key]
             lo += n
         return out
+
+    def fits_int32(self, key: str) -> bool:
+        """Whether every value of column ``key`` fits in an int32."""
+        lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+        return all(int(p[key].min()) >= lo and int(p[key].max()) <= hi for p in self.parts)
 
     def concat(self, keys: tuple[str, ...] = COLUMNS) -> dict[str, np.ndarray]:
         if not self.parts:
@@ -417,6 +424,8 @@ def build(
 
     # (page, order, kind) as one packed key: dense page rank, order, kind (one radix sort)
     n = sum(len(p["order"]) for p in b.parts)
+    # request indices and lines as int32 when they fit (the result holds them)
+    narrow = {k: np.int32 if b.fits_int32(k) else np.int64 for k in ("req", "line")}
     small = all(p["order"].max() < (1 << 32) and p["order"].min() >= 0 for p in b.parts)
     if len(keys) < (1 << 27) and small:
         packed = np.empty(n, np.int64)
@@ -443,13 +452,17 @@ def build(
         del packed
         to = np.empty(n, np.int64)  # where each concatenated row goes
         to[srt] = np.arange(n, dtype=np.int64)
-        req, line, offset, hva = (b.scatter(k, to) for k in ("req", "line", "offset", "hva"))
+        req, line = (b.scatter(k, to, narrow[k]) for k in ("req", "line"))
+        offset, hva = (b.scatter(k, to) for k in ("offset", "hva"))
     else:
         c = b.concat()
         key = c["block"] * PAGE_SHIFT + c["pidx"]
         srt = np.lexsort((c["kind"], c["order"], key))
         ords, kind, page = c["order"][srt], c["kind"][srt], key[srt]
         req, line, offset, hva = (c[k][srt] for k in ("req", "line", "offset", "hva"))
+        req, line = req.astype(narrow["req"]), line.astype(narrow["line"])
+    if len(ords) and int(ords.min()) >= 0 and int(ords.max()) < (1 << 31):
+        ords = ords.astype(np.int32)  # the result holds them
     ts_sorted = order.ts_sorted
     if ts_sorted is None or not len(ts_sorted):
         ts = np.zeros(len(ords), np.int64)

@@ -333,7 +333,8 @@ class ReplayResult:
                             np.where(rel >= 0, pe.ts[np.maximum(rel, 0)], 0), mask=rel < 0
                         ),
                         "related_line": pa.array(
-                            np.where(rel >= 0, pe.line[np.maximum(rel, 0)], 0), mask=rel < 0
+                            np.where(rel >= 0, pe.line[np.maximum(rel, 0)], 0).astype(np.int64),
+                            mask=rel < 0,
                         ),
                         "refault_expected": run.refault[idx],
                         "migration": (np.searchsorted(adv, r.order[idx], side="right") - 1).astype(
@@ -378,7 +379,7 @@ class ReplayResult:
                 "gpa": pa.array(gpa, mask=~is_req),
                 "hva": pa.array(hva.astype(np.uint64), mask=hva == 0),
                 "length": sizes[blk] if len(names) else np.full(len(pe), KIB4),
-                "line": pe.line,
+                "line": pe.line.astype(np.int64, copy=False),
             }
         )
 
