@@ -80,7 +80,7 @@ class ReplayResult:
     conf_bounds: tuple[np.ndarray, np.ndarray]
     _summary: dict | None = field(default=None, repr=False)
     _conflicts: pa.Table | None = field(default=None, repr=False)
-    _holding: dict = field(default_factory=dict, repr=False)  # id(run) -> (run, start, end)
+    _holding: dict = field(default_factory=dict, repr=False)  # see holding()
     _by_page: np.ndarray | None = field(default=None, repr=False)
 
     # -- per-request helpers ---------------------------------------------------------------
@@ -97,10 +97,12 @@ class ReplayResult:
         """Replay orders ``[start, stop)`` during which each applied inflate holds its 4 KiB
         page: from the request (a deferred apply: from the END of its window) to the page's
         next deflate or next applied inflate, or the placement that refilled it (BIG: never)."""
-        got = self._holding.get(id(run))
-        if got is None or got[0] is not run:
-            got = self._holding[id(run)] = (run, *self._holding_of(run))
-        return got[1], got[2]
+        # runs that share their outcome and refill arrays hold the same pages: one entry
+        key = (id(run.outcome), id(run.refill_at))
+        got = self._holding.get(key)
+        if got is None or got[0] is not run.outcome or got[1] is not run.refill_at:
+            got = self._holding[key] = (run.outcome, run.refill_at, *self._holding_of(run))
+        return got[2], got[3]
 
     def _requests_by_page(self) -> np.ndarray | None:
         """Every request by (4 KiB page, order), stable; None if the orders are too large for
@@ -170,6 +172,7 @@ class ReplayResult:
         if self._summary is None:
             with small_pages():
                 self._summary = self._build_summary()
+            self._by_page = None  # only for holding(), which every run has been through
             trim_heap()
         return self._summary
 

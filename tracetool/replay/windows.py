@@ -57,6 +57,8 @@ class Order:
             rank_rows = np.lexsort((lines, tsv))
             self.ts_sorted = tsv[rank_rows]
             self._lines_sorted = lines[rank_rows]
+            if self.n and int(lines.max()) < (1 << 31) and int(lines.min()) >= 0:
+                self._lines_sorted = self._lines_sorted.astype(np.int32)  # the result holds it
         else:  # already in order (or no timestamps: trace order)
             rank_rows = None
             self.ts_sorted = tsv
