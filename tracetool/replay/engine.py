@@ -154,6 +154,8 @@ def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
     # Without timestamps there is no race window: a later placement is an arrival (-1).
     race_ns = int(opts.race_window_ns) if order.ts_sorted is not None else -1
 
+    pe_ts = pe.ts  # gathered once for the runs, not kept by the result
+
     def run_policy(pol: Policy, eff: Policy) -> PolicyRun:
         lo_m, hi_m = _bounds(ws, *POLICY_WINDOW[eff])
         if n_req:
@@ -170,7 +172,7 @@ def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
         elif eff is Policy.DEFER:
             decision[in_win] = kernels.D_DEFER
         out = kernels.replay(
-            pe.page, pe.order, pe.kind, pe.req, pe.ts, pe_mig, conf_lo, conf_hi, decision, nxt,
+            pe.page, pe.order, pe.kind, pe.req, pe_ts, pe_mig, conf_lo, conf_hi, decision, nxt,
             nxt_is_place, reset_state, race_ns, n_req,
         )  # fmt: skip
         outcome = _outcomes(decision, reqs, req_mig, in_win) if n_req else np.zeros(0, np.int8)

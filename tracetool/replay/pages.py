@@ -32,12 +32,25 @@ class PageEvents:
     kind: np.ndarray  # int8 Kind
     req: np.ndarray  # balloon request index or -1 (int32 when it fits)
     line: np.ndarray  # (int32 when it fits)
-    ts: np.ndarray  # ns (0 where unknown)
+    ts_sorted: np.ndarray | None  # the trace's timestamps in replay order (``Order.ts_sorted``)
     offset: np.ndarray  # block offset of the host page (or of the 4 KiB balloon page)
     hva: np.ndarray  # host virtual address or 0
 
     def __len__(self) -> int:
         return len(self.page)
+
+    @property
+    def ts(self) -> np.ndarray:
+        """int64 ns of each event (0 where unknown), gathered on each call from the
+        timestamps by order (not held: the caller keeps it while it needs it)."""
+        ords, ts_sorted = self.order, self.ts_sorted
+        if ts_sorted is None or not len(ts_sorted):
+            return np.zeros(len(ords), np.int64)
+        if len(ords) and (ords.min() < 0 or ords.max() >= len(ts_sorted)):
+            ts = ts_sorted[np.clip(ords, 0, len(ts_sorted) - 1)]
+        else:  # orders are positions of event lines: in range
+            ts = ts_sorted[ords]
+        return ts.astype(np.int64, copy=False)
 
 
 COLUMNS = ("block", "pidx", "order", "kind", "req", "line", "offset", "hva")
@@ -463,15 +476,8 @@ def build(
         req, line = req.astype(narrow["req"]), line.astype(narrow["line"])
     if len(ords) and int(ords.min()) >= 0 and int(ords.max()) < (1 << 31):
         ords = ords.astype(np.int32)  # the result holds them
-    ts_sorted = order.ts_sorted
-    if ts_sorted is None or not len(ts_sorted):
-        ts = np.zeros(len(ords), np.int64)
-    elif len(ords) and (ords.min() < 0 or ords.max() >= len(ts_sorted)):
-        ts = ts_sorted[np.clip(ords, 0, len(ts_sorted) - 1)]
-    else:  # orders are positions of event lines: in range
-        ts = ts_sorted[ords]
     pe = PageEvents(
-        page=page, order=ords, kind=kind, req=req, line=line,
-        ts=ts.astype(np.int64, copy=False), offset=offset, hva=hva,
+        page=page, order=ords, kind=kind, req=req, line=line, ts_sorted=order.ts_sorted,
+        offset=offset, hva=hva,
     )  # fmt: skip
     return pe, info

@@ -312,6 +312,7 @@ class ReplayResult:
         row = self._req_page_columns()
         names = self.address_map.names()
         adv = np.array([w.ord["advise"] for w in self.windows] or [0], np.int64)
+        ts = pe.ts
         for name, run in self.runs.items():
             if name.startswith("_"):
                 continue
@@ -324,7 +325,7 @@ class ReplayResult:
             parts.append(
                 pa.table(
                     {
-                        "ts_ns": pe.ts[prow],
+                        "ts_ns": ts[prow],
                         "policy": pa.array([name] * len(idx), pa.string()),
                         "class": pa.array([CLASSES[c - 1] for c in run.cclass[idx]], pa.string()),
                         "ramblock": pa.array([names[b] for b in blk], pa.string()),
@@ -333,7 +334,7 @@ class ReplayResult:
                         "hva": pe.hva[prow].astype(np.uint64),
                         "line": r.line[idx],
                         "related_ts_ns": pa.array(
-                            np.where(rel >= 0, pe.ts[np.maximum(rel, 0)], 0), mask=rel < 0
+                            np.where(rel >= 0, ts[np.maximum(rel, 0)], 0), mask=rel < 0
                         ),
                         "related_line": pa.array(
                             np.where(rel >= 0, pe.line[np.maximum(rel, 0)], 0).astype(np.int64),
