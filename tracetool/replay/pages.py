@@ -77,10 +77,13 @@ class _Builder:
             }
         )
 
-    def scatter(self, key: str, to: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+    def scatter(
+        self, key: str, to: np.ndarray, dtype: type = np.int64, free: bool = False
+    ) -> np.ndarray:
         """Column ``key`` of the concatenated parts, row ``j`` written at ``to[j]`` (a
         permutation): the sorted column without concatenating the parts first, as ``dtype``
-        (the caller checked that its values fit)."""
+        (the caller checked that its values fit). ``free``: drop each part's column once
+        written."""
         consts = {int(p[key][0]) for p in self.parts if p[key].strides == (0,)}
         n = len(to)
         out = np.full(n, consts.pop(), dtype) if len(consts) == 1 else np.empty(n, dtype)
@@ -89,6 +92,8 @@ class _Builder:
             n = len(p[key])
             if p[key].strides != (0,) or len(consts):
                 out[to[lo : lo + n]] = p[key]
+            if free:
+                del p[key]
             lo += n
         return out
 
@@ -452,10 +457,15 @@ def build(
             dst |= p["order"] << np.int64(4)
             dst |= p["kind"]
             lo += m
+        for p in b.parts:  # packed now: free them (and the locals that alias them)
+            del p["block"], p["pidx"], p["order"], p["kind"]
+        pidx = off = line = sel = hva = None
         srt = argsort_keys(packed)
         packed = packed[srt]
         ords = packed >> np.int64(4)
         ords &= np.int64((1 << 32) - 1)
+        if n and int(ords.max()) < (1 << 31):
+            ords = ords.astype(np.int32)  # the result holds them
         if sys.byteorder == "little":  # the low byte of each key, without an int64 temporary
             kind = packed.view(np.int8)[::8] & np.int8(15)
         else:
@@ -465,8 +475,9 @@ def build(
         del packed
         to = np.empty(n, np.int64)  # where each concatenated row goes
         to[srt] = np.arange(n, dtype=np.int64)
-        req, line = (b.scatter(k, to, narrow[k]) for k in ("req", "line"))
-        offset, hva = (b.scatter(k, to) for k in ("offset", "hva"))
+        del srt
+        req, line = (b.scatter(k, to, narrow[k], free=True) for k in ("req", "line"))
+        offset, hva = (b.scatter(k, to, free=True) for k in ("offset", "hva"))
     else:
         c = b.concat()
         key = c["block"] * PAGE_SHIFT + c["pidx"]
@@ -474,7 +485,7 @@ def build(
         ords, kind, page = c["order"][srt], c["kind"][srt], key[srt]
         req, line, offset, hva = (c[k][srt] for k in ("req", "line", "offset", "hva"))
         req, line = req.astype(narrow["req"]), line.astype(narrow["line"])
-    if len(ords) and int(ords.min()) >= 0 and int(ords.max()) < (1 << 31):
+    if ords.dtype != np.int32 and len(ords) and ords.min() >= 0 and ords.max() < (1 << 31):
         ords = ords.astype(np.int32)  # the result holds them
     pe = PageEvents(
         page=page, order=ords, kind=kind, req=req, line=line, ts_sorted=order.ts_sorted,
