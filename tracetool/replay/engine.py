@@ -212,7 +212,8 @@ def _replay(trace: Trace, options: ReplayOptions | None = None) -> ReplayResult:
 def _share_identical(runs: list[PolicyRun]) -> None:
     """Policies often agree on whole per-request arrays (e.g. every refill order): a run keeps
     an earlier run's array instead of its own equal copy."""
-    for f in PolicyRun.ARRAYS:
+    # type(run), not the name: benchmarks/bench_replay.py wraps engine.PolicyRun to time it
+    for f in type(runs[0]).ARRAYS if runs else ():
         kept: list[np.ndarray] = []
         for run in runs:
             a = getattr(run, f)
