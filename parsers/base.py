@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from tracetool.catalog import Catalog, EventDef
 from tracetool.catalog.ctypes import ARROW_TYPES
+from tracetool.errors import UsageError
 from tracetool.schema import EVENT_KEY_FIELDS, EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
 
 
@@ -87,3 +88,27 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
 EMPTY_OTHER = empty_batch(OTHER_SCHEMA)
 EMPTY_REJECTED = empty_batch(REJECTED_SCHEMA)
 EMPTY_EVENTS_SCHEMA = EVENTS_SCHEMA
+
+
+#: Inputs smaller than this use the pure arrow/numpy engine under engine="auto" (no JIT start-up).
+SMALL_INPUT = 8 << 20
+
+
+def resolve_engine(engine: str, size_hint: int | None) -> str:
+    """``"numba"`` or ``"arrow"`` for a requested engine (``auto``, ``numba``, ``arrow``): auto
+    picks numba for inputs of ``SMALL_INPUT`` or more (or of unknown size) when it is
+    available; forcing an unavailable numba, or an unknown name, is a usage error."""
+    if engine == "auto":
+        if size_hint is not None and size_hint < SMALL_INPUT:
+            return "arrow"  # without importing numba (its start-up cost)
+        from parsers import _numba_setup
+
+        return "numba" if _numba_setup.available() else "arrow"
+    if engine == "numba":
+        from parsers import _numba_setup
+
+        if not _numba_setup.available():
+            raise UsageError(f"engine 'numba' is not available: {_numba_setup.UNAVAILABLE}")
+    if engine not in ("numba", "arrow"):
+        raise UsageError(f"unknown engine {engine!r}; expected auto, numba or arrow")
+    return engine

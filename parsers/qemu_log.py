@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from parsers._log_common import LogContext
-from parsers.base import Chunk, ParseOptions
-from tracetool.errors import UsageError
+from parsers.base import Chunk, ParseOptions, resolve_engine
 from tracetool.inputs import Input, iter_line_blocks
 from tracetool.memory import small_pages
 
@@ -29,34 +28,16 @@ def sniff(head: bytes) -> bool:
 #: and 4 MB blocks decode as fast as 8 MB ones (measured: peak RSS 16 MB lower on 400 MB).
 MAX_BLOCK = 4 << 20
 
-#: Inputs smaller than this use the pyarrow engine under engine="auto" (no JIT start-up cost).
-SMALL_INPUT = 8 << 20
-
 
 def choose_engine(options: ParseOptions, size_hint: int | None):
     """The block decoder for ``options.engine`` ("auto", "numba" or "arrow")."""
-    engine = options.engine
-    if engine == "auto":
-        big = size_hint is None or size_hint >= SMALL_INPUT
-        if big:  # only then pay for importing numba
-            from parsers import _numba_setup
-
-            engine = "numba" if _numba_setup.available() else "arrow"
-        else:
-            engine = "arrow"
-    if engine == "numba":
-        from parsers import _numba_setup
-
-        if not _numba_setup.available():
-            raise UsageError(f"engine 'numba' is not available: {_numba_setup.UNAVAILABLE}")
+    if resolve_engine(options.engine, size_hint) == "numba":
         from parsers._log_numba import decode_block_numba
 
         return "numba", decode_block_numba
-    if engine == "arrow":
-        from parsers._log_arrow import decode_block_arrow
+    from parsers._log_arrow import decode_block_arrow
 
-        return "arrow", decode_block_arrow
-    raise UsageError(f"unknown engine {options.engine!r}; expected auto, numba or arrow")
+    return "arrow", decode_block_arrow
 
 
 def parse(inp: Input, options: ParseOptions, ctx: LogContext | None = None) -> Iterator[Chunk]:

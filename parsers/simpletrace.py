@@ -36,10 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from parsers._log_common import wrap_int
-from parsers.base import Chunk, NameRegistry, ParseOptions, typed_schema
+from parsers.base import Chunk, NameRegistry, ParseOptions, resolve_engine, typed_schema
 from tracetool.catalog import ArgKind, Catalog, EventDef
 from tracetool.catalog.render import render_args
-from tracetool.errors import FormatError, InputError, UsageError
+from tracetool.errors import FormatError, InputError
 from tracetool.inputs import Input, _read_into, read_some
 from tracetool.schema import EVENT_KEY_FIELDS, EVENTS_SCHEMA, OTHER_SCHEMA, REJECTED_SCHEMA
 
@@ -55,8 +55,6 @@ VERSIONS = (2, 3, 4)
 MAX_RECORD = 64 << 10
 #: A mapping record's name length above this (or 0) is damage; event names are identifiers.
 MAX_NAME = 1024
-#: Inputs smaller than this are scanned without numba under engine="auto" (no JIT start-up).
-SMALL_INPUT = 8 << 20
 #: QEMU releases that wrote each file version (to prefer the variants of that era).
 ERA = {2: ((1, 2), (2, 0)), 3: ((2, 1), (2, 7)), 4: ((2, 8), None)}
 
@@ -92,25 +90,11 @@ def sniff(head: bytes) -> bool:
 def choose_engine(options: ParseOptions, size_hint: int | None):
     """("numba" | "arrow", scan function) for ``options.engine``; "arrow" is the pure
     numpy/struct scan (the same rules)."""
-    engine = options.engine
-    if engine == "auto":
-        if size_hint is None or size_hint >= SMALL_INPUT:
-            from parsers import _numba_setup
-
-            engine = "numba" if _numba_setup.available() else "arrow"
-        else:
-            engine = "arrow"
-    if engine == "numba":
-        from parsers import _numba_setup
-
-        if not _numba_setup.available():
-            raise UsageError(f"engine 'numba' is not available: {_numba_setup.UNAVAILABLE}")
+    if resolve_engine(options.engine, size_hint) == "numba":
         from parsers import _simpletrace_kernels
 
         return "numba", _simpletrace_kernels.scan
-    if engine == "arrow":
-        return "arrow", _scan_struct
-    raise UsageError(f"unknown engine {options.engine!r}; expected auto, numba or arrow")
+    return "arrow", _scan_struct
 
 
 def _scan_struct(buf, pos, end, v4, big, max_record, max_name, starts, ends, kinds):
