@@ -48,7 +48,7 @@ import pyarrow.json as pajson
 from parsers._log_arrow import parse_radix_u64
 from parsers.base import Chunk, ParseOptions
 from parsers.synthetic_csv import read_rows
-from parsers.synthetic_jsonl import read_json_block
+from parsers.synthetic_jsonl import json_objects, read_json_block
 from parsers.synthetic_parquet import (
     RecordDecoder,
     Rejects,
@@ -294,16 +294,10 @@ def _read_json_rows(lines: pa.Array, wanted: set[str]) -> tuple[dict, np.ndarray
     values: dict[str, list] = {k: [] for k in wanted}
     good = np.ones(n, bool)
     reasons: list[str] = []
-    for i, text in enumerate(lines.to_pylist()):
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            obj = f"not a JSON object: {exc}"
-        if not isinstance(obj, dict):
+    for i, obj, why in json_objects(lines):
+        if obj is None:
             good[i] = False
-            reasons.append(
-                obj if isinstance(obj, str) else f"not a JSON object: {type(obj).__name__}"
-            )
+            reasons.append(why)
             for key in wanted:
                 values[key].append(None)
             continue

@@ -89,6 +89,21 @@ def read_json_block(lines: pa.Array, parse_options: pajson.ParseOptions) -> pa.T
     return table if table.num_rows == len(lines) else None
 
 
+def json_objects(lines: pa.Array) -> Iterator[tuple[int, dict | None, str | None]]:
+    """``(index, object, None)`` for each line that is a JSON object, ``(index, None, reason)``
+    for the others (the line-by-line path, taken only for blocks pyarrow refused)."""
+    for i, text in enumerate(lines.to_pylist()):
+        try:
+            obj = json.loads(text)
+        except ValueError as exc:
+            yield i, None, f"not a JSON object: {exc}"
+            continue
+        if isinstance(obj, dict):
+            yield i, obj, None
+        else:
+            yield i, None, f"not a JSON object: {type(obj).__name__}"
+
+
 def read_objects(
     lines: pa.Array, schema: pa.Schema
 ) -> tuple[dict[str, pa.Array], np.ndarray, list[str]]:
@@ -108,16 +123,10 @@ def read_objects(
     values: dict[str, list] = {f.name: [] for f in schema}
     good = np.ones(n, bool)
     reasons: list[str] = []
-    for i, text in enumerate(lines.to_pylist()):
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
+    for i, obj, why in json_objects(lines):
+        if obj is None:
             good[i] = False
-            reasons.append(f"not a JSON object: {exc}")
-            continue
-        if not isinstance(obj, dict):
-            good[i] = False
-            reasons.append(f"not a JSON object: {type(obj).__name__}")
+            reasons.append(why)
             continue
         row = {}
         for f in schema:
