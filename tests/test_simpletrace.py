@@ -751,18 +751,10 @@ def test_capture_matches_qemu_simpletrace_py(side):
 
 
 def test_capture_cli_analyze(monkeypatch, capsys):
-    import sys
-
-    from tracetool.cli import main
+    from tests.conftest import run_cli
 
     path = shared_trace(CAPTURE, "src.trace.simple")
-    monkeypatch.setattr(sys, "argv", ["tracetool", "analyze", str(path), "--no-replay"])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
+    code, out, err = run_cli(monkeypatch, capsys, "analyze", path, "--no-replay")
     assert code == 0, err
     assert "format simpletrace" in out
     assert "82,471 events" in out
