@@ -49,7 +49,6 @@ import platform
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +56,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pinned import run_pinned  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_traces" / "qemu-7.2" / "a-dst-excerpt.trace.log.gz"
@@ -287,20 +289,7 @@ def child(kind: str, path: str) -> None:
 
 def run(argv: list[str], cpu: int, env: dict | None = None) -> tuple[float, float, str, str]:
     """Run argv pinned to one cpu: wall seconds, peak RSS MB of that process, stdout, stderr."""
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", **(env or {})}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        p = subprocess.Popen(
-            argv, stdout=out, stderr=err, env=env, cwd=ROOT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-        )  # fmt: skip
-        _, status, usage = os.wait4(p.pid, 0)  # this child's own rusage
-        wall = time.perf_counter() - start
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        if p.returncode:
-            sys.exit(f"failed ({p.returncode}): {' '.join(argv)}\n{err.read()}")
-        return wall, usage.ru_maxrss / 1024, out.read(), err.read()
+    return run_pinned(argv, cpu, env)
 
 
 def measure(kind: str, path: Path, cpu: int, env: dict | None = None, repeat: int = 1) -> dict:

@@ -80,7 +80,6 @@ import os
 import platform
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -89,6 +88,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pinned import run_pinned  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1 << 20
@@ -666,20 +668,9 @@ def run_child(kind: str, cpu: int, env: dict | None = None, **opts) -> dict:
     for k, v in opts.items():
         if v is not None:
             argv += [f"--{k.replace('_', '-')}", str(v)]
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        p = subprocess.Popen(
-            argv, stdout=out, stderr=err, env=env, cwd=ROOT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-        )  # fmt: skip
-        _, status, usage = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - start
-        out.seek(0), err.seek(0)
-        if os.waitstatus_to_exitcode(status):
-            sys.exit(f"{kind} failed: {' '.join(argv)}\n{err.read()}")
-        res = json.loads(out.read().strip().splitlines()[-1])
-    res["wall_seconds"], res["peak_rss_mb"] = wall, usage.ru_maxrss / 1024
+    wall, peak, out, _ = run_pinned(argv, cpu, env, what=f"{kind} failed")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["wall_seconds"], res["peak_rss_mb"] = wall, peak
     return res
 
 
@@ -817,7 +808,7 @@ def main() -> None:
     ap.add_argument("--guest-gib", type=int, default=16, help="guest RAM of the synthetic trace")
     ap.add_argument("--seed", type=int, default=72, help="seed of the synthetic trace")
     ap.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)), help="core to use")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (best kept)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (the median is shown)")
     ap.add_argument("--keep", action="store_true", help="keep data in bench-data/ and reuse it")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="print the top N cProfile entries of the normalisation")  # fmt: skip

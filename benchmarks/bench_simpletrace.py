@@ -43,13 +43,15 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _pinned import run_pinned  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -252,20 +254,7 @@ def child(path: str, trace_events: str) -> None:
 
 def run(argv: list[str], cpu: int, stdout=None) -> tuple[float, float, str]:
     """Run argv pinned to one cpu: wall seconds, peak RSS MB of that process, stdout."""
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        p = subprocess.Popen(
-            argv, stdout=stdout or out, stderr=err, env=env, cwd=ROOT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
-        )  # fmt: skip
-        _, status, usage = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - start
-        if os.waitstatus_to_exitcode(status):
-            err.seek(0)
-            sys.exit(f"failed: {' '.join(argv)}\n{err.read()}")
-        out.seek(0)
-        return wall, usage.ru_maxrss / 1024, out.read()
+    return run_pinned(argv, cpu, stdout=stdout)[:3]
 
 
 def _runs(xs: list[float]) -> str:
