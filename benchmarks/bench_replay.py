@@ -808,7 +808,9 @@ def main() -> None:
     ap.add_argument("--guest-gib", type=int, default=16, help="guest RAM of the synthetic trace")
     ap.add_argument("--seed", type=int, default=72, help="seed of the synthetic trace")
     ap.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)), help="core to use")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (the median is shown)")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of each measurement (the median is shown)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep data in bench-data/ and reuse it")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="print the top N cProfile entries of the normalisation")  # fmt: skip
