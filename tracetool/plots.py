@@ -76,6 +76,16 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _single(trace: Trace, size: tuple[float, float], title: str, xlabel: str, ylabel: str):
+    """A figure with one axes, titled with the trace's file name, and its axis labels."""
+    fig = _figure(*size)
+    ax = fig.subplots()
+    ax.set_title(f"{title} - {Path(trace.path).name}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig, ax
+
+
 def _result(trace: Trace, name: str) -> AnalysisResult:
     return trace.analyses.result(name)
 
@@ -289,11 +299,13 @@ def latency_histogram(trace: Trace) -> Figure:
     buckets (the shape of QEMU's ``postcopy-latency-dist``)."""
     res = _result(trace, "postcopy_faults")
     h = res.tables["histogram"]
-    fig = _figure(8, 4.5)
-    ax = fig.subplots()
-    ax.set_title(f"Postcopy fault latency (request -> placement) - {Path(trace.path).name}")
-    ax.set_xlabel("latency (µs, log2 buckets)")
-    ax.set_ylabel("host pages")
+    fig, ax = _single(
+        trace,
+        (8, 4.5),
+        "Postcopy fault latency (request -> placement)",
+        "latency (µs, log2 buckets)",
+        "host pages",
+    )
     lo, hi, n = _np(h, "lo_us"), _np(h, "hi_us"), _np(h, "count")
     keep = n > 0
     if keep.any():
@@ -310,11 +322,9 @@ def latency_histogram(trace: Trace) -> Figure:
 def latency_cdf(trace: Trace) -> Figure:
     """Cumulative distribution of request -> placement latency, p50/p90/p99 marked."""
     res, lat = _latency(trace)
-    fig = _figure(8, 4.5)
-    ax = fig.subplots()
-    ax.set_title(f"Postcopy fault latency CDF - {Path(trace.path).name}")
-    ax.set_xlabel("latency (µs)")
-    ax.set_ylabel("fraction of requests")
+    fig, ax = _single(
+        trace, (8, 4.5), "Postcopy fault latency CDF", "latency (µs)", "fraction of requests"
+    )
     if len(lat):
         x = np.sort(lat)
         y = np.arange(1, len(x) + 1) / len(x)
@@ -336,11 +346,13 @@ def reclaimed(trace: Trace) -> Figure:
     """Memory the balloon gives back to the host over time under each replayed policy."""
     res = _result(trace, "policies")
     t = res.tables["reclaimed"]
-    fig = _figure(9, 4.5)
-    ax = fig.subplots()
-    ax.set_title(f"Memory reclaimed by the balloon under each policy - {Path(trace.path).name}")
-    ax.set_xlabel("time since migration start (s)")
-    ax.set_ylabel("reclaimed (MiB)")
+    fig, ax = _single(
+        trace,
+        (9, 4.5),
+        "Memory reclaimed by the balloon under each policy",
+        "time since migration start (s)",
+        "reclaimed (MiB)",
+    )
     pol = pc.cast(t["policy"], pa.string())
     styles = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
     for i, p in enumerate(pc.unique(pol).to_pylist()):  # overlapping policies stay visible
