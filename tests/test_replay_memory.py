@@ -8,7 +8,7 @@ import pyarrow as pa
 
 import tracetool
 from tests.conftest import DST_EXCERPT
-from tracetool.replay import heap
+from tracetool import memory
 from tracetool.replay.engine import _share_identical
 from tracetool.replay.model import Kind, Policy
 from tracetool.replay.pages import PageEvents, _Builder
@@ -74,8 +74,8 @@ def test_result_keeps_no_columns_cache_and_tables_stay_int64():
 
 def test_trim_heap_calls_malloc_trim_only_where_it_exists(monkeypatch):
     calls: list[int] = []
-    monkeypatch.setattr(heap, "_malloc_trim", lambda: calls.append)
-    heap.trim_heap()
-    monkeypatch.setattr(heap, "_malloc_trim", lambda: None)  # not glibc
-    heap.trim_heap()
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: calls.append)
+    memory.trim_heap()
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)  # not glibc
+    memory.trim_heap()
     assert calls == [0]

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from analyses import qemu_version
-from tracetool.memory import small_pages
+from tracetool.memory import small_pages, trim_heap
 from tracetool.replay import addresses, balloon, kernels, pages, windows
 from tracetool.replay.columns import Columns
-from tracetool.replay.heap import trim_heap
 from tracetool.replay.model import ALL_POLICIES, CONFLICT_CODES, Kind, Outcome, Policy, State
 from tracetool.replay.pages import PAGE_SHIFT
 from tracetool.replay.result import PolicyRun, ReplayResult

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from tracetool.memory import small_pages
+from tracetool.memory import small_pages, trim_heap
 from tracetool.replay import balloon
-from tracetool.replay.heap import trim_heap
 from tracetool.replay.model import ConflictClass, Outcome, Policy
 from tracetool.replay.pages import PAGE_SHIFT, argsort_keys
 
