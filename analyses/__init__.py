@@ -49,8 +49,9 @@ def get(name: str) -> ModuleType:
 
 
 def run(name: str, trace: Trace, **options: Any) -> AnalysisResult:
-    """Run one analysis on ``trace``; raises :class:`MissingAnalysisEvents` if it cannot."""
-    return get(name).run(trace, **options)
+    """Run one analysis on ``trace`` (once per trace and options: the result is cached on the
+    trace); raises :class:`MissingAnalysisEvents` if it cannot."""
+    return trace.analyses.result(name, **options)
 
 
 def runnable(trace: Trace) -> dict[str, list[str]]:
@@ -70,7 +71,7 @@ class Analyses:
     def result(self, name: str, **options: Any) -> AnalysisResult:
         key = (name, tuple(sorted(options.items())))
         if key not in self._cache:
-            self._cache[key] = run(name, self._trace, **options)
+            self._cache[key] = get(name).run(self._trace, **options)
         return self._cache[key]
 
     def __getattr__(self, name: str):
